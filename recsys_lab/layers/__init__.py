@@ -1,0 +1,1 @@
+"""Shared neural building blocks. Pure PyTorch; never imports Lightning."""
