@@ -79,7 +79,9 @@ class Jagged:
 
     def segment_ids(self) -> Tensor:
         """int64 ``[N]``: the sample each event row belongs to."""
-        return torch.repeat_interleave(torch.arange(self.batch_size, device=self.offsets.device), self.lengths())
+        return torch.repeat_interleave(
+            torch.arange(self.batch_size, device=self.offsets.device), self.lengths()
+        )
 
     def validate(self) -> None:
         """Raise ValueError unless offsets are monotone, start at 0 and end at N."""

@@ -128,9 +128,7 @@ class Schema:
     # -- (de)serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {
-            "features": [
-                {**asdict(f), "kind": f.kind.value, "role": f.role.value} for f in self.features
-            ],
+            "features": [{**asdict(f), "kind": f.kind.value, "role": f.role.value} for f in self.features],
             "labels": list(self.labels),
             "action_names": list(self.action_names),
         }

@@ -7,6 +7,8 @@ any table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -48,7 +50,9 @@ class FullEmbedding(FieldEmbedding):
         init_std: standard deviation of the normal initialisation.
     """
 
-    def __init__(self, schema: Schema, dim: int = 16, sparse_grad: bool = True, init_std: float = 1e-2) -> None:
+    def __init__(
+        self, schema: Schema, dim: int = 16, sparse_grad: bool = True, init_std: float = 1e-2
+    ) -> None:
         super().__init__()
         if dim < 1:
             raise ValueError(f"embedding dim must be >= 1, got {dim}")
@@ -102,11 +106,13 @@ class HashedEmbedding(FullEmbedding):
         self.register_buffer("buckets", torch.tensor(self.rows_per_field, dtype=torch.long), persistent=False)
 
     def _rows_per_field(self, schema: Schema) -> list[int]:
-        return [
-            min(v, max(self.min_buckets, int(-(-v // self.compression)))) for v in schema.vocab_sizes
-        ]
+        return [min(v, max(self.min_buckets, int(-(-v // self.compression)))) for v in schema.vocab_sizes]
 
     def rows(self, ids: Tensor) -> Tensor:
         # Non-zero ids map to buckets 1..n-1 of their field; 0 stays 0.
         hashed = (ids * self._MULTIPLIER) % (2**32) % (self.buckets - 1) + 1
         return torch.where(ids == 0, torch.zeros_like(ids), hashed) + self.field_offsets
+
+
+EmbeddingFactory = Callable[[Schema], FieldEmbedding]
+"""What the ``embedding`` config group instantiates to: schema -> embedding module."""

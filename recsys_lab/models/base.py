@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 
 from torch import Tensor, nn
 
 from recsys_lab.data.batch import Batch
 from recsys_lab.data.schema import Schema
 from recsys_lab.layers.embedding import FieldEmbedding
-
-EmbeddingFactory = Callable[[Schema], FieldEmbedding]
-"""What the ``embedding`` config group instantiates to: schema -> embedding module."""
 
 
 class CTRModel(nn.Module, ABC):

@@ -1,0 +1,56 @@
+"""Reading model weights out of Lightning checkpoints without importing Lightning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from recsys_lab.layers.embedding import FieldEmbedding
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The ``state_dict`` of a checkpoint file, with a clear error when it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Checkpoint {path} does not exist. Point init.checkpoint (or ckpt_path) at a .ckpt file "
+            "written by an earlier run, e.g. runs/<task_name>/<time>/checkpoints/best.ckpt."
+        )
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return ckpt.get("state_dict", ckpt)
+
+
+def load_embedding_tables(model: nn.Module, path: str | Path, prefix: str = "model.") -> list[str]:
+    """Copy every embedding table of ``model`` from the checkpoint at ``path``.
+
+    Tables are matched by their parameter name (under ``prefix`` in the checkpoint, ``model.`` for a
+    CTRTask checkpoint) and must have equal shapes; any mismatch is an error, so a warm start never
+    silently trains from scratch. Returns the names of the copied parameters.
+    """
+    source = load_state_dict(path)
+    copied: list[str] = []
+    for module_name, module in model.named_modules():
+        if not isinstance(module, FieldEmbedding):
+            continue
+        for param_name, param in module.named_parameters():
+            name = f"{module_name}.{param_name}" if module_name else param_name
+            key = prefix + name
+            if key not in source:
+                tables = [k for k in source if "embedding" in k] or list(source)[:10]
+                raise KeyError(
+                    f"Checkpoint {path} has no parameter {key!r} to warm-start from; it has e.g. {tables}. "
+                    "Both models must use the same embedding config (embedding=...)."
+                )
+            if source[key].shape != param.shape:
+                raise ValueError(
+                    f"Cannot warm-start {name}: checkpoint shape {tuple(source[key].shape)} != model shape "
+                    f"{tuple(param.shape)}. Use the same data and embedding config (e.g. embedding.dim)."
+                )
+            with torch.no_grad():
+                param.copy_(source[key])
+            copied.append(name)
+    if not copied:
+        raise ValueError(f"Model {type(model).__name__} has no embedding tables to warm-start from {path}.")
+    return copied

@@ -1,0 +1,206 @@
+"""Chained runs: ``python -m recsys_lab.pipeline pipeline=<name>``.
+
+A pipeline is a list of stages. Each stage is a full run config — an entry config (``train`` by
+default) composed with the stage's overrides — executed in-process by the stage's runner
+(``recsys_lab.train.run`` by default; any callable ``runner(cfg) -> dict`` works, e.g. a feature
+writer). A stage refers to an earlier stage's outputs with the ``stage`` resolver::
+
+    init.checkpoint=${stage:dnn,best_checkpoint}
+
+Outputs of a finished stage: ``dir``, ``best_checkpoint``, ``last_checkpoint``, ``metrics_file``,
+plus every key of the dict its runner returned (e.g. ``test/auc``, or file paths a stage reports).
+
+The pipeline directory (``pipeline_dir``) keeps ``state.json``. A re-run skips each stage whose
+fingerprint (its resolved config, chained with the fingerprints of the stages before it) is
+unchanged and whose outputs still exist; an interrupted stage resumes from its
+``checkpoints/last.ckpt``; a stage whose config changed runs afresh, its old directory kept aside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra import compose
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from recsys_lab.utils import write_json_atomic
+
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+STATE_FILE = "state.json"
+
+Runner = Callable[[DictConfig], dict[str, Any]]
+
+
+class PipelineError(RuntimeError):
+    """A pipeline definition or a stage reference is wrong."""
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: str  # "ran", "resumed" or "skipped"
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+class PipelineState:
+    """``state.json``: per stage, its status, fingerprint and outputs. Written atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stages: dict[str, dict[str, Any]] = {}
+        if path.is_file():
+            try:
+                self.stages = json.loads(path.read_text())["stages"]
+            except (json.JSONDecodeError, KeyError) as err:
+                raise PipelineError(
+                    f"Pipeline state {path} is unreadable ({err}). Delete it to re-run every stage."
+                ) from err
+
+    def save(self) -> None:
+        write_json_atomic(self.path, {"stages": self.stages})
+
+    def set(self, name: str, **entry: Any) -> None:
+        self.stages[name] = entry
+        self.save()
+
+
+def _outputs_exist(outputs: dict[str, Any]) -> bool:
+    for key in ("metrics_file", "best_checkpoint"):
+        path = outputs.get(key)
+        if path and not Path(path).exists():
+            return False
+    return True
+
+
+def _standard_outputs(stage_dir: Path) -> dict[str, Any]:
+    best = stage_dir / "checkpoints" / "best.ckpt"
+    last = stage_dir / "checkpoints" / "last.ckpt"
+    metrics = stage_dir / "metrics.json"
+    return {
+        "dir": str(stage_dir),
+        "best_checkpoint": str(best) if best.is_file() else "",
+        "last_checkpoint": str(last) if last.is_file() else "",
+        "metrics_file": str(metrics) if metrics.is_file() else "",
+    }
+
+
+def _validate(stages: ListConfig) -> None:
+    names = [s.get("name") for s in stages]
+    if not names:
+        raise PipelineError("pipeline.stages is empty: list at least one stage with a name and overrides.")
+    if any(not n for n in names):
+        raise PipelineError("Every pipeline stage needs a `name`.")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise PipelineError(f"Pipeline stage names must be unique; repeated: {dupes}")
+    for s in stages:
+        unknown = set(s.keys()) - {"name", "config", "overrides", "runner"}
+        if unknown:
+            raise PipelineError(
+                f"Stage {s.name!r} has unknown keys {sorted(unknown)}; allowed: name, config, overrides, runner."
+            )
+
+
+def run_pipeline(cfg: DictConfig) -> list[StageResult]:
+    """Run (or resume) the stages of ``cfg.pipeline`` in order; return what happened to each."""
+    pipeline_dir = Path(cfg.pipeline_dir)
+    pipeline_dir.mkdir(parents=True, exist_ok=True)
+    stages: ListConfig = cfg.pipeline.stages
+    _validate(stages)
+    state = PipelineState(pipeline_dir / STATE_FILE)
+    finished: dict[str, dict[str, Any]] = {}
+
+    def resolve_stage(name: str, key: str) -> Any:
+        if name not in finished:
+            raise PipelineError(
+                f"${{stage:{name},{key}}} refers to stage {name!r}, which has not run before this one. "
+                f"Finished so far: {sorted(finished)}."
+            )
+        if key not in finished[name]:
+            raise PipelineError(f"Stage {name!r} has no output {key!r}; it has {sorted(finished[name])}.")
+        return finished[name][key]
+
+    OmegaConf.register_new_resolver("stage", resolve_stage, replace=True)
+    results: list[StageResult] = []
+    chain = hashlib.sha256(str(cfg.pipeline.name).encode())
+    for stage in stages:
+        stage_dir = pipeline_dir / stage.name
+        # Reading the overrides resolves ${stage:...} against the stages finished so far.
+        overrides = [str(o) for o in (stage.get("overrides") or [])] + [
+            str(o) for o in (cfg.get("overrides") or [])
+        ]
+        run_cfg = compose(
+            config_name=stage.get("config") or "train",
+            overrides=[*overrides, f"paths.output_dir={stage_dir}"],
+        )
+        chain.update(OmegaConf.to_yaml(run_cfg, resolve=True).encode())
+        fingerprint = chain.hexdigest()
+        previous = state.stages.get(stage.name, {})
+        same = previous.get("fingerprint") == fingerprint
+
+        if same and previous.get("status") == "done" and _outputs_exist(previous.get("outputs", {})):
+            finished[stage.name] = previous["outputs"]
+            results.append(StageResult(stage.name, "skipped", previous["outputs"]))
+            continue
+
+        status = "ran"
+        last = stage_dir / "checkpoints" / "last.ckpt"
+        if same and previous.get("status") == "running" and last.is_file():
+            OmegaConf.update(run_cfg, "ckpt_path", str(last), force_add=True)
+            status = "resumed"
+        elif stage_dir.exists():
+            # A different config ran here before: keep its files aside rather than mixing them.
+            shutil.move(
+                str(stage_dir), str(pipeline_dir / f"{stage.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+            )
+
+        state.set(stage.name, status="running", fingerprint=fingerprint, started=time.time())
+        runner: Runner = instantiate(stage.runner) if stage.get("runner") else _default_runner()
+        returned = runner(run_cfg) or {}
+        outputs = {**returned, **_standard_outputs(stage_dir)}
+        outputs = {k: v for k, v in outputs.items() if isinstance(v, str | int | float | bool)}
+        state.set(stage.name, status="done", fingerprint=fingerprint, outputs=outputs, finished=time.time())
+        finished[stage.name] = outputs
+        results.append(StageResult(stage.name, status, outputs))
+    return results
+
+
+def _default_runner() -> Runner:
+    from recsys_lab.train import run
+
+    return run
+
+
+def print_summary(results: list[StageResult], pipeline_dir: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"pipeline {pipeline_dir}")
+    for col in ("stage", "status", "val/auc", "test/auc", "dir"):
+        table.add_column(col)
+    for r in results:
+        fmt = [
+            f"{r.outputs[k]:.4f}" if isinstance(r.outputs.get(k), float) else "–"
+            for k in ("val/auc", "test/auc")
+        ]
+        table.add_row(r.name, r.status, *fmt, str(r.outputs.get("dir", "")))
+    Console().print(table)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="pipeline")
+def main(cfg: DictConfig) -> None:
+    results = run_pipeline(cfg)
+    print_summary(results, str(cfg.pipeline_dir))
+
+
+if __name__ == "__main__":
+    main()

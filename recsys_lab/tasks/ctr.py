@@ -1,0 +1,170 @@
+"""CTRTask: the LightningModule that trains any CTRModel with BCE on click logits.
+
+Optimisation follows the usual recsys split: dense weights get one optimiser (AdamW by default),
+embedding tables another (SparseAdam by default, which touches only the rows a batch looked up).
+Two optimisers need manual optimisation in Lightning; the dense optimiser's steps drive
+``global_step`` (the sparse one is stepped directly so one batch counts as one step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from recsys_lab.data.batch import Batch
+from recsys_lab.metrics import CTRMetrics
+from recsys_lab.models.base import CTRModel
+
+OptimizerFactory = Callable[..., Optimizer]
+SchedulerFactory = Callable[[Optimizer], LRScheduler]
+
+_SPARSE_ONLY = (torch.optim.SparseAdam,)
+_NO_SPARSE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.optim.NAdam, torch.optim.RAdam)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+class CTRTask(L.LightningModule):
+    """Train and evaluate a CTR model.
+
+    Args:
+        model: the ranking model (``forward(batch) -> logits [B]``).
+        optimizer: partial optimiser for dense parameters (called with the parameter list).
+        sparse_optimizer: partial optimiser for embedding tables; ``None`` puts them in the dense
+            optimiser (needs ``embedding.sparse_grad=false``).
+        scheduler: optional partial LR scheduler for the dense optimiser.
+        scheduler_interval: step the scheduler every ``epoch`` or every ``step``.
+        label: which label of ``Batch.labels`` to fit.
+        max_grad_norm: clip the dense gradients' global norm (``None`` = no clipping).
+        gauc: compute GAUC on validation and test (needs ``Batch.user``).
+    """
+
+    def __init__(
+        self,
+        model: CTRModel,
+        optimizer: OptimizerFactory,
+        sparse_optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_interval: Literal["epoch", "step"] = "epoch",
+        label: str = "click",
+        max_grad_norm: float | None = None,
+        gauc: bool = True,
+    ) -> None:
+        super().__init__()
+        if scheduler_interval not in ("epoch", "step"):
+            raise ValueError(f"task.scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+        self.automatic_optimization = False
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.sparse_optimizer_factory = sparse_optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.label = label
+        self.max_grad_norm = max_grad_norm
+        self.val_metrics = CTRMetrics(gauc=gauc)
+        self.test_metrics = CTRMetrics(gauc=gauc)
+
+    # -- forward -------------------------------------------------------------------------------
+    def forward(self, batch: Batch) -> Tensor:
+        """Click probabilities ``[B]``."""
+        return torch.sigmoid(self.model(batch))
+
+    def loss(self, batch: Batch) -> Tensor:
+        logits = self.model(batch)  # [B]
+        return F.binary_cross_entropy_with_logits(logits, batch.labels[self.label])
+
+    # -- optimisation --------------------------------------------------------------------------
+    def configure_optimizers(self) -> list | tuple:
+        embedding = self.model.embedding_parameters()
+        dense = self.model.dense_parameters()
+        if self.sparse_optimizer_factory is None:
+            dense_opt = self.optimizer_factory(dense + embedding)
+            self._check_grad_kind(dense_opt, embedding, "task.optimizer")
+            optimizers = [dense_opt]
+        else:
+            dense_opt = self.optimizer_factory(dense)
+            optimizers = [dense_opt]
+            if embedding:
+                sparse_opt = self.sparse_optimizer_factory(embedding)
+                self._check_grad_kind(sparse_opt, embedding, "task.sparse_optimizer")
+                optimizers.append(sparse_opt)
+        if self.scheduler_factory is None:
+            return optimizers
+        return optimizers, [self.scheduler_factory(dense_opt)]
+
+    def _check_grad_kind(self, opt: Optimizer, embedding: list[torch.nn.Parameter], key: str) -> None:
+        """Fail at start-up, not at the first step, when table gradients and optimiser disagree."""
+        sparse_tables = any(
+            getattr(m, "sparse", False) for m in self.model.modules() if isinstance(m, torch.nn.Embedding)
+        )
+        if sparse_tables and isinstance(opt, _NO_SPARSE):
+            raise ValueError(
+                f"{key} is {type(opt).__name__}, which cannot take the sparse gradients of the embedding "
+                "tables. Use task.sparse_optimizer=SparseAdam/Adagrad (the default) or set "
+                "embedding.sparse_grad=false."
+            )
+        if not sparse_tables and isinstance(opt, _SPARSE_ONLY) and embedding:
+            raise ValueError(
+                f"{key} is SparseAdam but the embedding tables have dense gradients "
+                "(embedding.sparse_grad=false). Set embedding.sparse_grad=true or use a dense optimiser."
+            )
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        loss = self.loss(batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"Training loss is {loss.item()} at global step {self.global_step} (epoch "
+                f"{self.current_epoch}, batch {batch_idx}). Try a lower task.optimizer.lr, "
+                "task.max_grad_norm=1.0, or check the data for NaN/inf values."
+            )
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.dense_parameters(), self.max_grad_norm)
+        optimizers[0].step()
+        for opt in optimizers[1:]:
+            opt.optimizer.step()  # the raw optimiser: one batch = one global step
+        if self.scheduler_factory is not None and self.scheduler_interval == "step":
+            self.lr_schedulers().step()
+        self.log(
+            "train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch)
+        )
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        if self.scheduler_factory is not None and self.scheduler_interval == "epoch":
+            self.lr_schedulers().step()
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def _eval_step(self, batch: Batch, metrics: CTRMetrics) -> None:
+        probs = self(batch)
+        metrics.update(probs, batch.labels[self.label], batch.user)
+
+    def _eval_epoch_end(self, split: str, metrics: CTRMetrics) -> None:
+        values = metrics.compute()
+        self.log_dict({f"{split}/{k}": float(v) for k, v in values.items()}, prog_bar=split == "val")
+        metrics.reset()
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val", self.val_metrics)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metrics)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test", self.test_metrics)

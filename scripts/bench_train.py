@@ -1,0 +1,695 @@
+"""Training and inference throughput of the CTR models against this machine's fp32 roofline.
+
+``python scripts/bench_train.py`` (or ``make bench``) prints, per model and driver:
+
+* training and inference samples/s (median over timed windows of ``--steps`` batches each),
+* forward matmul FLOPs per example (``model.flops_per_example()``),
+* achieved training GFLOP/s and its fraction of the roofline,
+* peak RSS of the measuring process, and for the Lightning rows the ratio to the bare loop.
+
+The roofline is measured first, on the same number of threads: the median GFLOP/s of a large
+square fp32 ``torch.mm`` (the best of a few sizes). FLOP conventions (also printed under the table):
+
+* training FLOPs/example = 3 × forward matmul FLOPs (forward, plus dgrad and wgrad in backward);
+* inference FLOPs/example = 1 × forward matmul FLOPs;
+* element-wise ops, embedding lookups and optimiser updates count 0 FLOPs (they cost time).
+
+Each (model, driver) measurement runs in its own subprocess (``--child``), so the peak RSS is that
+measurement's and no allocator or thread-pool state leaks between them. Drivers:
+
+* ``lightning``: :class:`~recsys_lab.tasks.ctr.CTRTask` under ``lightning.Trainer.fit`` (no logger,
+  checkpoints or progress bar), then ``Trainer.predict`` for inference;
+* ``bare``: a plain PyTorch loop doing the same work on the same batches (forward, BCE, backward,
+  AdamW on dense weights, SparseAdam on the tables); it also records where each step's time goes.
+
+Data: ``data=synthetic_criteo`` (13 numeric + 26 categorical fields, vocabularies up to 1e5),
+embedding dim 16, batch 4096, MLP [400, 400, 400], DCNv2 with 3 cross layers (parallel).
+``--profile`` adds a torch.profiler breakdown of a few bare-loop steps per model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MODELS = ("dnn", "dcnv2", "deepfm")
+DRIVERS = ("bare", "lightning")
+TRAIN_FLOPS_FACTOR = 3  # forward + dgrad + wgrad
+PHASES = ("data", "forward", "backward", "dense_opt", "sparse_opt")
+
+# The field's usual reference settings for Criteo (FuxiCTR / the DCNv2 paper's benchmark setup).
+MODEL_OVERRIDES: dict[str, list[str]] = {
+    "dnn": ["model.hidden_units=[400,400,400]"],
+    "dcnv2": ["model.hidden_units=[400,400,400]", "model.num_cross_layers=3", "model.structure=parallel"],
+    "deepfm": ["model.hidden_units=[400,400,400]"],
+}
+
+Result = dict[str, Any]
+
+
+# ------------------------------------------------------------------------------------------------
+# Machine facts and timing helpers (no torch import: the parent stays light)
+# ------------------------------------------------------------------------------------------------
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (or platform.processor())."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def available_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MB (Linux reports ru_maxrss in KiB)."""
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / 1024 if sys.platform != "darwin" else kib / 2**20
+
+
+def window_rates(stamps: list[float], warmup: int, steps: int, samples_per_step: int) -> list[float]:
+    """Samples/s of each window of ``steps`` batches after ``warmup`` batches.
+
+    ``stamps[i]`` is the time at the end of batch ``i``; window ``w`` spans the ends of batches
+    ``warmup - 1 + w·steps`` to ``warmup - 1 + (w+1)·steps``, so it includes fetching its batches.
+    """
+    rates = []
+    start = warmup - 1
+    while start + steps < len(stamps):
+        seconds = stamps[start + steps] - stamps[start]
+        rates.append(steps * samples_per_step / seconds)
+        start += steps
+    return rates
+
+
+# ------------------------------------------------------------------------------------------------
+# Child side: one measurement per process
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class ChildArgs:
+    """What a child measures (parsed from the parent's command line)."""
+
+    kind: str  # "gemm", "bare", "lightning" or "profile"
+    model: str
+    data: str
+    rows: int
+    batch_size: int
+    steps: int
+    warmup: int
+    repeats: int
+    threads: int
+    gemm_sizes: list[int]
+    out: Path
+
+
+def _compose(args: ChildArgs, output_dir: str) -> Any:
+    """The composed Hydra config of one benchmark run."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    from recsys_lab.train import CONFIG_DIR
+
+    overrides = [
+        f"data={args.data}",
+        f"model={args.model}",
+        "embedding=full",
+        "task=ctr",
+        "embedding.dim=16",
+        f"data.batch_size={args.batch_size}",
+        f"data.num_train={args.rows}",
+        f"data.num_val={args.batch_size}",
+        f"data.num_test={args.batch_size}",
+        *MODEL_OVERRIDES.get(args.model, []),
+    ]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = output_dir
+    return cfg
+
+
+def measure_gemm(sizes: list[int], reps: int = 7) -> dict[str, Any]:
+    """Median fp32 ``torch.mm`` GFLOP/s of square matrices of each size; the best is the roofline."""
+    import torch
+
+    per_size: dict[str, float] = {}
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        out = torch.empty(n, n)
+        for _ in range(2):  # warm up MKL's buffers and the thread pool
+            torch.mm(a, b, out=out)
+        seconds = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            torch.mm(a, b, out=out)
+            seconds.append(time.perf_counter() - t0)
+        per_size[str(n)] = 2 * n**3 / statistics.median(seconds) / 1e9
+    return {"gemm_gflops": per_size, "roofline_gflops": max(per_size.values())}
+
+
+def _count_flops(model: Any, batch: Any) -> dict[str, float | None]:
+    """Forward and forward+backward matmul FLOPs per example as torch.utils.flop_counter counts
+    them: a check of ``flops_per_example()`` and of the 3× training convention."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    small = batch.select(torch.arange(min(len(batch), 256)))
+    n = len(small)
+    try:
+        with FlopCounterMode(display=False) as fwd:
+            with torch.no_grad():
+                model(small)
+        with FlopCounterMode(display=False) as train:
+            loss = F.binary_cross_entropy_with_logits(model(small), small.labels["click"])
+            loss.backward()
+        model.zero_grad(set_to_none=True)
+        return {"counted_fwd": fwd.get_total_flops() / n, "counted_train": train.get_total_flops() / n}
+    except Exception as exc:  # the counter is a check, never a reason to lose the measurement
+        print(f"[bench] FLOP counter failed: {exc!r}", file=sys.stderr)
+        return {"counted_fwd": None, "counted_train": None}
+
+
+def _batches(loader: Any) -> Iterator[Any]:
+    """Batches of ``loader``, epoch after epoch."""
+    while True:
+        yield from loader
+
+
+def run_bare(args: ChildArgs, cfg: Any, datamodule: Any, model: Any) -> Result:
+    """The bare PyTorch loop: same model, batches and optimisers as CTRTask, no Lightning."""
+    import torch
+    import torch.nn.functional as F
+    from hydra.utils import instantiate
+
+    dense_opt = instantiate(cfg.task.optimizer)(model.dense_parameters())
+    sparse_opt = instantiate(cfg.task.sparse_optimizer)(model.embedding_parameters())
+    label = cfg.task.label
+    total = args.warmup + args.steps * args.repeats
+    stamps: list[float] = []
+    phases: dict[str, list[float]] = {p: [] for p in PHASES}
+    model.train()
+    batches = _batches(datamodule.train_dataloader())
+    t_prev = time.perf_counter()
+    for _ in range(total):
+        batch = next(batches)
+        t_data = time.perf_counter()
+        loss = F.binary_cross_entropy_with_logits(model(batch), batch.labels[label])
+        t_fwd = time.perf_counter()
+        dense_opt.zero_grad(set_to_none=True)
+        sparse_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        t_bwd = time.perf_counter()
+        dense_opt.step()
+        t_dense = time.perf_counter()
+        sparse_opt.step()
+        t_end = time.perf_counter()
+        for name, seconds in zip(
+            PHASES, (t_data - t_prev, t_fwd - t_data, t_bwd - t_fwd, t_dense - t_bwd, t_end - t_dense)
+        ):
+            phases[name].append(seconds)
+        stamps.append(t_end)
+        t_prev = t_end
+    train_rates = window_rates(stamps, args.warmup, args.steps, args.batch_size)
+    breakdown = {name: 1e3 * statistics.median(v[args.warmup :]) for name, v in phases.items()}
+
+    model.eval()
+    stamps = []
+    batches = _batches(datamodule.train_dataloader())
+    with torch.inference_mode():
+        for _ in range(total):
+            batch = next(batches)
+            torch.sigmoid(model(batch))
+            stamps.append(time.perf_counter())
+    infer_rates = window_rates(stamps, args.warmup, args.steps, args.batch_size)
+    return {"train_rates": train_rates, "infer_rates": infer_rates, "breakdown_ms": breakdown}
+
+
+def run_lightning(args: ChildArgs, cfg: Any, datamodule: Any, task: Any) -> Result:
+    """CTRTask under ``Trainer.fit`` then ``Trainer.predict``, timed at batch ends by a callback."""
+    import lightning as L
+    from hydra.utils import instantiate
+
+    class BatchClock(L.Callback):
+        """Records ``perf_counter`` at the end of every training and prediction batch."""
+
+        def __init__(self) -> None:
+            self.train: list[float] = []
+            self.predict: list[float] = []
+
+        def on_train_batch_end(self, *_: Any) -> None:
+            self.train.append(time.perf_counter())
+
+        def on_predict_batch_end(self, *_: Any) -> None:
+            self.predict.append(time.perf_counter())
+
+    total = args.warmup + args.steps * args.repeats
+    clock = BatchClock()
+    trainer: L.Trainer = instantiate(
+        cfg.trainer,
+        callbacks=[clock],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        max_epochs=-1,
+        max_steps=total,
+        limit_train_batches=None,
+        limit_val_batches=0,
+        limit_predict_batches=total,
+    )
+    trainer.fit(task, train_dataloaders=datamodule.train_dataloader())
+    trainer.predict(task, dataloaders=datamodule.train_dataloader(), return_predictions=False)
+    return {
+        "train_rates": window_rates(clock.train, args.warmup, args.steps, args.batch_size),
+        "infer_rates": window_rates(clock.predict, args.warmup, args.steps, args.batch_size),
+    }
+
+
+def _phase_of(event: Any) -> str:
+    """The outermost ``bench/<phase>`` range enclosing a profiler event (or ``other``)."""
+    phase = "other"
+    node = event
+    while node is not None:
+        if node.name.startswith("bench/"):
+            phase = node.name.removeprefix("bench/")
+        node = node.cpu_parent
+    return phase
+
+
+GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm")
+
+
+def run_profile(args: ChildArgs, cfg: Any, datamodule: Any, model: Any) -> Result:
+    """torch.profiler over a few bare-loop steps: self CPU time per phase, GEMM or not, and the
+    most expensive ops."""
+    import torch.nn.functional as F
+    from hydra.utils import instantiate
+    from torch.autograd.profiler import record_function
+    from torch.profiler import ProfilerActivity, profile
+
+    dense_opt = instantiate(cfg.task.optimizer)(model.dense_parameters())
+    sparse_opt = instantiate(cfg.task.sparse_optimizer)(model.embedding_parameters())
+    label = cfg.task.label
+    batches = _batches(datamodule.train_dataloader())
+
+    def step() -> None:
+        with record_function("bench/data"):
+            batch = next(batches)
+        with record_function("bench/forward"):
+            loss = F.binary_cross_entropy_with_logits(model(batch), batch.labels[label])
+        with record_function("bench/backward"):
+            dense_opt.zero_grad(set_to_none=True)
+            sparse_opt.zero_grad(set_to_none=True)
+            loss.backward()
+        with record_function("bench/dense_opt"):
+            dense_opt.step()
+        with record_function("bench/sparse_opt"):
+            sparse_opt.step()
+
+    model.train()
+    for _ in range(args.warmup):
+        step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        wall = time.perf_counter() - t0
+    per_phase: dict[str, dict[str, float]] = {}
+    per_op: dict[str, float] = {}
+    for ev in prof.events():
+        if ev.name.startswith("bench/") or ev.name.startswith("Optimizer."):
+            continue
+        self_ms = ev.self_cpu_time_total / 1e3 / args.steps
+        phase = per_phase.setdefault(_phase_of(ev), {"gemm": 0.0, "other": 0.0})
+        phase["gemm" if ev.name in GEMM_OPS else "other"] += self_ms
+        per_op[ev.name] = per_op.get(ev.name, 0.0) + self_ms
+    top = sorted(per_op.items(), key=lambda kv: -kv[1])[:15]
+    return {"profile_step_ms": 1e3 * wall / args.steps, "profile_phases": per_phase, "profile_top_ops": top}
+
+
+def child_main(args: ChildArgs) -> None:
+    """Run one measurement and write its JSON result to ``args.out``."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    result: Result = {"kind": args.kind, "model": args.model, "threads": torch.get_num_threads()}
+    result["loadavg_start"] = os.getloadavg()[0]
+    if args.kind == "gemm":
+        result.update(measure_gemm(args.gemm_sizes))
+    else:
+        import lightning as L
+
+        from recsys_lab.train import build
+
+        L.seed_everything(0, verbose=False)
+        with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+            cfg = _compose(args, tmp)
+            t0 = time.perf_counter()
+            datamodule, model, task = build(cfg)
+            result["data_setup_s"] = time.perf_counter() - t0
+            result["rss_after_setup_mb"] = peak_rss_mb()
+            result["flops_fwd"] = int(model.flops_per_example())
+            result["params_dense"] = model.num_params(embedding=False, dense=True)
+            result["params_embedding"] = model.num_params(embedding=True, dense=False)
+            if args.kind == "bare":
+                result.update(_count_flops(model, next(iter(datamodule.train_dataloader()))))
+                result.update(run_bare(args, cfg, datamodule, model))
+            elif args.kind == "lightning":
+                result.update(run_lightning(args, cfg, datamodule, task))
+            elif args.kind == "profile":
+                result.update(run_profile(args, cfg, datamodule, model))
+            else:
+                raise ValueError(f"unknown child kind {args.kind!r}")
+    result["peak_rss_mb"] = peak_rss_mb()
+    result["loadavg_end"] = os.getloadavg()[0]
+    args.out.write_text(json.dumps(result))
+
+
+# ------------------------------------------------------------------------------------------------
+# Parent side: schedule children, aggregate, print
+# ------------------------------------------------------------------------------------------------
+def run_child(kind: str, model: str, opts: argparse.Namespace, gemm_sizes: list[int]) -> Result:
+    """Run one measurement in a fresh interpreter (threads pinned by env and torch) and return its JSON."""
+    with tempfile.TemporaryDirectory(prefix="bench_child_") as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            kind,
+            "--model",
+            model,
+            "--data",
+            opts.data,
+            "--rows",
+            str(opts.rows),
+            "--batch-size",
+            str(opts.batch_size),
+            "--steps",
+            str(opts.steps),
+            "--warmup",
+            str(opts.warmup),
+            "--repeats",
+            str(opts.repeats),
+            "--threads",
+            str(opts.threads),
+            "--gemm-sizes",
+            ",".join(map(str, gemm_sizes)),
+            "--child-out",
+            str(out),
+        ]
+        env = dict(os.environ)
+        env.update(
+            OMP_NUM_THREADS=str(opts.threads),
+            MKL_NUM_THREADS=str(opts.threads),
+            WANDB_MODE="offline",
+            HYDRA_FULL_ERROR="1",
+        )
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if proc.returncode != 0 or not out.exists():
+            sys.stderr.write(proc.stdout + proc.stderr)
+            raise RuntimeError(f"benchmark child {kind}/{model} failed with exit code {proc.returncode}")
+        return json.loads(out.read_text())
+
+
+def median_or_nan(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def summarise(runs: list[Result], roofline: float) -> list[Result]:
+    """One row per (model, driver): medians over every window of every round."""
+    rows: list[Result] = []
+    keys = sorted({(r["model"], r["kind"]) for r in runs}, key=lambda k: (MODELS.index(k[0]), k[1]))
+    for model, driver in keys:
+        mine = [r for r in runs if (r["model"], r["kind"]) == (model, driver)]
+        train = median_or_nan([x for r in mine for x in r["train_rates"]])
+        infer = median_or_nan([x for r in mine for x in r["infer_rates"]])
+        fwd = mine[0]["flops_fwd"]
+        train_gflops = TRAIN_FLOPS_FACTOR * fwd * train / 1e9
+        infer_gflops = fwd * infer / 1e9
+        row: Result = {
+            "model": model,
+            "driver": driver,
+            "train_samples_per_s": train,
+            "train_rates": [x for r in mine for x in r["train_rates"]],
+            "infer_samples_per_s": infer,
+            "flops_fwd_per_example": fwd,
+            "train_gflops": train_gflops,
+            "train_roofline_frac": train_gflops / roofline,
+            "infer_gflops": infer_gflops,
+            "infer_roofline_frac": infer_gflops / roofline,
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in mine),
+            "rss_after_setup_mb": max(r["rss_after_setup_mb"] for r in mine),
+            "params_dense": mine[0]["params_dense"],
+            "params_embedding": mine[0]["params_embedding"],
+            "loadavg": [r["loadavg_start"] for r in mine],
+        }
+        for key in ("counted_fwd", "counted_train"):
+            if key in mine[0]:
+                row[key] = mine[0][key]
+        if driver == "bare":
+            row["breakdown_ms"] = {
+                p: statistics.median(r["breakdown_ms"][p] for r in mine) for p in mine[0]["breakdown_ms"]
+            }
+        rows.append(row)
+    for row in rows:
+        if row["driver"] == "lightning":
+            bare = next((r for r in rows if r["model"] == row["model"] and r["driver"] == "bare"), None)
+            if bare:
+                row["vs_bare"] = row["train_samples_per_s"] / bare["train_samples_per_s"]
+                row["infer_vs_bare"] = row["infer_samples_per_s"] / bare["infer_samples_per_s"]
+    return rows
+
+
+def print_report(rows: list[Result], gemm: list[Result], opts: argparse.Namespace, machine: Result) -> None:
+    """The results table, the time breakdown of the bare loop, and the conventions."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    roofline = machine["roofline_gflops"]
+    sizes = ", ".join(f"n={n}: {g:.1f}" for n, g in machine["gemm_gflops_median"].items())
+    console.print(
+        f"[bold]Machine[/]: {machine['cpu']} · {machine['cores']} cores · {opts.threads} threads · "
+        f"torch {machine['torch']} · load avg at start {machine['loadavg_start']:.2f}"
+    )
+    console.print(f"[bold]Roofline[/]: fp32 torch.mm median GFLOP/s {sizes} → {roofline:.1f} GFLOP/s")
+
+    table = Table(
+        title=f"Training throughput, batch {opts.batch_size}, emb dim 16, {opts.data} "
+        f"(median of {len(rows[0]['train_rates'])} windows × {opts.steps} steps)",
+        caption=(
+            "train GFLOP/s = 3 × fwd FLOPs/ex × train samples/s (fwd + dgrad + wgrad); "
+            "infer = 1 × fwd. FLOPs are matmul FLOPs only (2·m·n·k). "
+            f"% roofline = GFLOP/s ÷ {roofline:.1f} (fp32 GEMM, {opts.threads} threads). "
+            "vs bare = Lightning train samples/s ÷ bare-loop train samples/s."
+        ),
+    )
+    for col in (
+        "model",
+        "driver",
+        "train samples/s",
+        "infer samples/s",
+        "fwd MFLOPs/ex",
+        "train GFLOP/s",
+        "train % roofline",
+        "infer % roofline",
+        "peak RSS MB",
+        "vs bare",
+    ):
+        table.add_column(col, justify="left" if col in ("model", "driver") else "right")
+    for r in rows:
+        table.add_row(
+            r["model"],
+            r["driver"],
+            f"{r['train_samples_per_s']:,.0f}",
+            f"{r['infer_samples_per_s']:,.0f}",
+            f"{r['flops_fwd_per_example'] / 1e6:.3f}",
+            f"{r['train_gflops']:.1f}",
+            f"{100 * r['train_roofline_frac']:.1f}%",
+            f"{100 * r['infer_roofline_frac']:.1f}%",
+            f"{r['peak_rss_mb']:,.0f}",
+            f"{r['vs_bare']:.3f}" if "vs_bare" in r else "",
+        )
+    console.print(table)
+
+    bare_rows = [r for r in rows if "breakdown_ms" in r]
+    if bare_rows:
+        bd = Table(title="Bare loop: median ms per training step by phase")
+        bd.add_column("model")
+        for p in (*PHASES, "total", "GEMM-only ms at roofline"):
+            bd.add_column(p, justify="right")
+        for r in bare_rows:
+            b = r["breakdown_ms"]
+            ideal = 1e3 * TRAIN_FLOPS_FACTOR * r["flops_fwd_per_example"] * opts.batch_size / (roofline * 1e9)
+            bd.add_row(r["model"], *(f"{b[p]:.1f}" for p in PHASES), f"{sum(b.values()):.1f}", f"{ideal:.1f}")
+        console.print(bd)
+        checks = [
+            f"{r['model']}: fwd {r['counted_fwd'] / 1e6:.3f} MFLOPs/ex, train/fwd = "
+            f"{r['counted_train'] / r['counted_fwd']:.2f}"
+            for r in bare_rows
+            if r.get("counted_fwd") and r.get("counted_train")
+        ]
+        if checks:
+            console.print("torch.utils.flop_counter check: " + "; ".join(checks))
+
+
+def print_profiles(profiles: list[Result]) -> None:
+    """The torch.profiler breakdown: self CPU ms per step by phase (GEMM vs other) and top ops."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for prof in profiles:
+        t = Table(
+            title=f"{prof['model']}: torch.profiler self CPU ms per step "
+            f"(profiled step {prof['profile_step_ms']:.1f} ms wall)"
+        )
+        for col in ("phase", "GEMM", "other", "total"):
+            t.add_column(col, justify="left" if col == "phase" else "right")
+        for phase in (*PHASES, "other"):
+            v = prof["profile_phases"].get(phase)
+            if v:
+                t.add_row(phase, f"{v['gemm']:.1f}", f"{v['other']:.1f}", f"{v['gemm'] + v['other']:.1f}")
+        console.print(t)
+        ops = Table(title=f"{prof['model']}: top ops by self CPU ms per step")
+        ops.add_column("op")
+        ops.add_column("ms", justify="right")
+        for name, ms in prof["profile_top_ops"]:
+            ops.add_row(name, f"{ms:.2f}")
+        console.print(ops)
+
+
+def parent_main(opts: argparse.Namespace) -> None:
+    """Measure the roofline, then every (model, driver) in its own process, round after round."""
+    import torch
+
+    models = [m.strip() for m in opts.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODEL_OVERRIDES]
+    if unknown:
+        sys.exit(f"--models: unknown model(s) {unknown}; choose from {list(MODEL_OVERRIDES)}")
+    gemm_sizes = [1024, 2048] if opts.quick else [2048, 3072, 4096]
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(
+            f"[bench] warning: load average is {load:.2f} before starting; other processes will "
+            "slow the measurements (the roofline is measured under the same load).",
+            file=sys.stderr,
+        )
+    machine: Result = {
+        "cpu": cpu_model(),
+        "cores": available_cores(),
+        "threads": opts.threads,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "loadavg_start": load,
+    }
+    runs: list[Result] = []
+    gemm: list[Result] = []
+    t0 = time.perf_counter()
+    for rnd in range(opts.rounds):
+        gemm.append(run_child("gemm", "-", opts, gemm_sizes))
+        print(f"[bench] round {rnd + 1}: roofline {gemm[-1]['roofline_gflops']:.1f} GFLOP/s", file=sys.stderr)
+        for model in models:
+            for driver in DRIVERS:
+                res = run_child(driver, model, opts, gemm_sizes)
+                runs.append(res)
+                print(
+                    f"[bench] round {rnd + 1}: {model}/{driver}: train "
+                    f"{median_or_nan(res['train_rates']):,.0f} samples/s ({time.perf_counter() - t0:.0f} s)",
+                    file=sys.stderr,
+                )
+    machine["gemm_gflops_median"] = {
+        n: statistics.median(g["gemm_gflops"][n] for g in gemm) for n in gemm[0]["gemm_gflops"]
+    }
+    machine["roofline_gflops"] = max(machine["gemm_gflops_median"].values())
+    rows = summarise(runs, machine["roofline_gflops"])
+    print_report(rows, gemm, opts, machine)
+    profiles = [run_child("profile", m, opts, gemm_sizes) for m in models] if opts.profile else []
+    if profiles:
+        print_profiles(profiles)
+    if opts.json:
+        payload = {"machine": machine, "options": vars(opts), "rows": rows, "runs": runs, "gemm": gemm}
+        payload["profiles"] = profiles
+        Path(opts.json).write_text(json.dumps(payload, indent=2))
+        print(f"[bench] wrote {opts.json}", file=sys.stderr)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated: dnn,dcnv2,deepfm")
+    p.add_argument("--data", default="synthetic_criteo", help="data config group option")
+    p.add_argument(
+        "--rows", type=int, default=None, help="training rows (default: one epoch covers every step)"
+    )
+    p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument("--steps", type=int, default=10, help="batches per timed window")
+    p.add_argument("--warmup", type=int, default=5, help="untimed batches before the first window")
+    p.add_argument("--repeats", type=int, default=3, help="timed windows per measurement (median reported)")
+    p.add_argument("--rounds", type=int, default=1, help="run every measurement this many times, interleaved")
+    p.add_argument("--threads", type=int, default=available_cores(), help="torch intra-op threads")
+    p.add_argument("--profile", action="store_true", help="also profile a few bare-loop steps per model")
+    p.add_argument("--quick", action="store_true", help="a fast sanity run (few small steps)")
+    p.add_argument("--json", default=None, help="also write every measurement to this JSON file")
+    # Internal: the parent runs itself with these to measure one thing in a fresh process.
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--model", default="-", help=argparse.SUPPRESS)
+    p.add_argument("--gemm-sizes", default="2048,3072,4096", help=argparse.SUPPRESS)
+    p.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
+    opts = p.parse_args(argv)
+    if opts.quick:
+        opts.steps, opts.warmup, opts.repeats = min(opts.steps, 3), min(opts.warmup, 2), min(opts.repeats, 2)
+    if opts.warmup < 1 or opts.steps < 1 or opts.repeats < 1 or opts.rounds < 1:
+        p.error("--warmup, --steps, --repeats and --rounds must be >= 1")
+    if opts.rows is None:
+        opts.rows = (opts.warmup + opts.steps * opts.repeats) * opts.batch_size
+    return opts
+
+
+def main(argv: list[str] | None = None) -> None:
+    opts = parse_args(argv)
+    if opts.child:
+        child_main(
+            ChildArgs(
+                kind=opts.child,
+                model=opts.model,
+                data=opts.data,
+                rows=opts.rows,
+                batch_size=opts.batch_size,
+                steps=opts.steps,
+                warmup=opts.warmup,
+                repeats=opts.repeats,
+                threads=opts.threads,
+                gemm_sizes=[int(n) for n in opts.gemm_sizes.split(",")],
+                out=Path(opts.child_out),
+            )
+        )
+    else:
+        parent_main(opts)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Test helpers shared by several test files."""
+
+from __future__ import annotations
+
+import os
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from recsys_lab.data.batch import Batch
+from recsys_lab.data.schema import Feature, Schema
+from recsys_lab.layers.embedding import FullEmbedding
+from recsys_lab.models.base import CTRModel
+
+CRASH_ENV = "RECSYS_LAB_TEST_CRASH_AT_EPOCH"
+
+
+class CrashAtEpochEnd(L.Callback):
+    """Raises at the end of epoch ``$RECSYS_LAB_TEST_CRASH_AT_EPOCH`` (after last.ckpt is written),
+    simulating a killed run. Without the variable it does nothing."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        at = os.environ.get(CRASH_ENV)
+        if at is not None and trainer.current_epoch == int(at):
+            raise RuntimeError(f"simulated crash at the end of epoch {at}")
+
+
+def tiny_schema() -> Schema:
+    return Schema(
+        (
+            Feature("user", "categorical", 20, "user"),
+            Feature("ad", "categorical", 10, "item"),
+            Feature("x", "numeric"),
+        )
+    )
+
+
+def tiny_batch(n: int = 64, seed: int = 0) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    return Batch(
+        dense=torch.randn(n, 1, generator=g),
+        sparse=torch.stack(
+            [torch.randint(0, 20, (n,), generator=g), torch.randint(0, 10, (n,), generator=g)], 1
+        ),
+        labels={"click": torch.randint(0, 2, (n,), generator=g).float()},
+        user=torch.randint(0, 5, (n,), generator=g),
+    )
+
+
+class LinearModel(CTRModel):
+    """Embedding sum + linear dense term: the smallest CTRModel, for task tests."""
+
+    def __init__(self, schema: Schema, nan_from_step: int | None = None) -> None:
+        super().__init__(schema)
+        self.embedding = FullEmbedding(schema, dim=1)
+        self.linear = nn.Linear(schema.num_numeric, 1)
+        self.nan_from_step = nan_from_step
+        self.calls = 0
+
+    def forward(self, batch: Batch) -> Tensor:
+        self.calls += 1
+        out = self.embedding(batch.sparse).sum((1, 2)) + self.linear(batch.dense).squeeze(-1)
+        if self.nan_from_step is not None and self.calls > self.nan_from_step:
+            out = out * float("nan")
+        return out
+
+    def flops_per_example(self) -> int:
+        return 2 * self.schema.num_numeric

@@ -1,0 +1,87 @@
+import functools
+
+import pytest
+import torch
+
+from recsys_lab.data.batch import Batch
+from recsys_lab.data.schema import Feature, Schema
+from recsys_lab.layers.embedding import FullEmbedding, HashedEmbedding
+from recsys_lab.layers.features import FeatureEncoder, NumericEmbedding, uses_sparse_gradients
+
+
+def _schema(num_numeric: int = 2) -> Schema:
+    cats = [Feature("a", "categorical", vocab_size=4), Feature("b", "categorical", vocab_size=6)]
+    nums = [Feature(f"n{i}", "numeric") for i in range(num_numeric)]
+    return Schema(features=(*cats, *nums))
+
+
+def _batch(num_numeric: int = 2) -> Batch:
+    sparse = torch.tensor([[1, 5], [0, 2], [3, 0]])
+    dense = torch.arange(3 * num_numeric, dtype=torch.float32).reshape(3, num_numeric)
+    return Batch(dense=dense, sparse=sparse, labels={"click": torch.zeros(3)})
+
+
+def test_flat_is_embedding_rows_then_numeric() -> None:
+    enc = FeatureEncoder(_schema(), functools.partial(FullEmbedding, dim=3))
+    b = _batch()
+    w = enc.embedding.table.weight  # rows: field a = 0..3, field b = 4..9
+    expected = torch.cat([w[b.sparse[:, 0]], w[4 + b.sparse[:, 1]], b.dense], dim=1)
+    assert enc.flat_dim == 2 * 3 + 2
+    torch.testing.assert_close(enc(b), expected)
+
+
+def test_tokens_append_one_numeric_token_per_feature() -> None:
+    enc = FeatureEncoder(_schema(), functools.partial(FullEmbedding, dim=3), numeric_tokens=True)
+    b = _batch()
+    emb, dense = enc.embed(b), enc.numeric(b)
+    tokens = enc.tokens(emb, dense)
+    assert tokens.shape == (3, enc.num_tokens, 3) == (3, 4, 3)
+    torch.testing.assert_close(tokens[:, :2], emb)
+    v = enc.numeric_embedding.weight  # [Dn, D]
+    torch.testing.assert_close(tokens[:, 3], dense[:, 1:2] * v[1])
+
+
+def test_tokens_without_numeric_features_are_the_embeddings() -> None:
+    enc = FeatureEncoder(_schema(0), functools.partial(FullEmbedding, dim=3), numeric_tokens=True)
+    b = _batch(0)
+    assert enc.numeric_embedding is None
+    torch.testing.assert_close(enc.tokens(enc.embed(b), enc.numeric(b)), enc.embed(b))
+
+
+def test_numeric_embedding_scales_vectors() -> None:
+    ne = NumericEmbedding(2, 4)
+    x = torch.tensor([[2.0, -1.0]])
+    torch.testing.assert_close(ne(x)[0], torch.stack([2 * ne.weight[0], -ne.weight[1]]))
+
+
+def test_errors_speak() -> None:
+    enc = FeatureEncoder(_schema(), functools.partial(FullEmbedding, dim=3))
+    with pytest.raises(ValueError, match=r"Batch\.sparse has 1 columns"):
+        enc(
+            Batch(
+                dense=torch.zeros(2, 2),
+                sparse=torch.zeros(2, 1, dtype=torch.long),
+                labels={"click": torch.zeros(2)},
+            )
+        )
+    with pytest.raises(ValueError, match=r"Batch\.dense has 3 columns"):
+        enc(
+            Batch(
+                dense=torch.zeros(2, 3),
+                sparse=torch.zeros(2, 2, dtype=torch.long),
+                labels={"click": torch.zeros(2)},
+            )
+        )
+    with pytest.raises(RuntimeError, match="numeric_tokens=True"):
+        enc.tokens(torch.zeros(2, 2, 3), torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="same schema"):
+        FeatureEncoder(_schema(), lambda s: FullEmbedding(_schema_one_field(), dim=3))
+
+
+def _schema_one_field() -> Schema:
+    return Schema(features=(Feature("a", "categorical", vocab_size=4),))
+
+
+def test_uses_sparse_gradients() -> None:
+    assert uses_sparse_gradients(FullEmbedding(_schema(), dim=2, sparse_grad=True))
+    assert not uses_sparse_gradients(HashedEmbedding(_schema(), dim=2, sparse_grad=False))
