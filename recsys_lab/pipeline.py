@@ -31,6 +31,7 @@ import hydra
 from hydra import compose
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from recsys_lab.utils import write_json_atomic
 
@@ -119,14 +120,22 @@ def run_pipeline(cfg: DictConfig) -> list[StageResult]:
     state = PipelineState(pipeline_dir / STATE_FILE)
     finished: dict[str, dict[str, Any]] = {}
 
+    reference_errors: list[PipelineError] = []
+
     def resolve_stage(name: str, key: str) -> Any:
         if name not in finished:
-            raise PipelineError(
-                f"${{stage:{name},{key}}} refers to stage {name!r}, which has not run before this one. "
-                f"Finished so far: {sorted(finished)}."
+            reference_errors.append(
+                PipelineError(
+                    f"${{stage:{name},{key}}} refers to stage {name!r}, which has not run before this one. "
+                    f"Finished so far: {sorted(finished)}."
+                )
             )
+            raise reference_errors[-1]
         if key not in finished[name]:
-            raise PipelineError(f"Stage {name!r} has no output {key!r}; it has {sorted(finished[name])}.")
+            reference_errors.append(
+                PipelineError(f"Stage {name!r} has no output {key!r}; it has {sorted(finished[name])}.")
+            )
+            raise reference_errors[-1]
         return finished[name][key]
 
     OmegaConf.register_new_resolver("stage", resolve_stage, replace=True)
@@ -135,9 +144,12 @@ def run_pipeline(cfg: DictConfig) -> list[StageResult]:
     for stage in stages:
         stage_dir = pipeline_dir / stage.name
         # Reading the overrides resolves ${stage:...} against the stages finished so far.
-        overrides = [str(o) for o in (stage.get("overrides") or [])] + [
-            str(o) for o in (cfg.get("overrides") or [])
-        ]
+        try:
+            overrides = [str(o) for o in [*(stage.get("overrides") or []), *(cfg.get("overrides") or [])]]
+        except InterpolationResolutionError:
+            if reference_errors:  # OmegaConf wraps the resolver's error: raise ours, unwrapped
+                raise reference_errors[-1] from None
+            raise
         run_cfg = compose(
             config_name=stage.get("config") or "train",
             overrides=[*overrides, f"paths.output_dir={stage_dir}"],

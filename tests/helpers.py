@@ -16,14 +16,14 @@ from recsys_lab.models.base import CTRModel
 CRASH_ENV = "RECSYS_LAB_TEST_CRASH_AT_EPOCH"
 
 
-class CrashAtEpochEnd(L.Callback):
-    """Raises at the end of epoch ``$RECSYS_LAB_TEST_CRASH_AT_EPOCH`` (after last.ckpt is written),
-    simulating a killed run. Without the variable it does nothing."""
+class CrashAtEpochStart(L.Callback):
+    """Raises at the start of epoch ``$RECSYS_LAB_TEST_CRASH_AT_EPOCH`` (the previous epoch's
+    last.ckpt is written), simulating a killed run. Without the variable it does nothing."""
 
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         at = os.environ.get(CRASH_ENV)
         if at is not None and trainer.current_epoch == int(at):
-            raise RuntimeError(f"simulated crash at the end of epoch {at}")
+            raise RuntimeError(f"simulated crash at the start of epoch {at}")
 
 
 def tiny_schema() -> Schema:

@@ -12,8 +12,8 @@ from tests.helpers import CRASH_ENV
 
 pytestmark = pytest.mark.usefixtures("hydra_ctx")
 
-TINY = "overrides=[debug=tiny,logger=none,trainer.max_epochs=2]"
-CRASH_CALLBACK = "+callbacks.crash._target_=tests.helpers.CrashAtEpochEnd"
+TINY = 'overrides=["debug=tiny","logger=none","trainer.max_epochs=2"]'
+CRASH_CALLBACK = "+callbacks.crash._target_=tests.helpers.CrashAtEpochStart"
 
 
 def compose_pipeline(tmp_path, *overrides, crash_in_stage: int | None = None):
@@ -62,7 +62,7 @@ def test_changing_a_stage_reruns_it_only(tmp_path):
 
 def test_interrupted_stage_resumes_and_matches_uninterrupted(tmp_path, monkeypatch):
     reference = run_pipeline(compose_pipeline(tmp_path / "ref", crash_in_stage=1))
-    monkeypatch.setenv(CRASH_ENV, "0")
+    monkeypatch.setenv(CRASH_ENV, "1")
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_pipeline(compose_pipeline(tmp_path / "crash", crash_in_stage=1))
     state = json.loads((tmp_path / "crash" / "pipe" / "state.json").read_text())["stages"]
