@@ -3,7 +3,6 @@ PY      ?= .venv/bin/python
 PIP     ?= .venv/bin/pip
 PYTEST  ?= $(PY) -m pytest
 export WANDB_MODE ?= offline
-export HYDRA_FULL_ERROR ?= 1
 
 .DEFAULT_GOAL := help
 .PHONY: help install train test test-full lint format smoke bench clean

@@ -22,6 +22,11 @@ measurement's and no allocator or thread-pool state leaks between them. Drivers:
 * ``bare``: a plain PyTorch loop doing the same work on the same batches (forward, BCE, backward,
   AdamW on dense weights, SparseAdam on the tables); it also records where each step's time goes.
 
+Shared machines: every timed window also records how much CPU *other* processes used meanwhile
+(from /proc/stat, minus this process's own CPU time). Windows where that exceeds ``--max-foreign``
+of the machine are left out of the medians (the table says how many were kept); if none is clean,
+all are used and the row is marked ``*``.
+
 Data: ``data=synthetic_criteo`` (13 numeric + 26 categorical fields, vocabularies up to 1e5),
 embedding dim 16, batch 4096, MLP [400, 400, 400], DCNv2 with 3 cross layers (parallel).
 ``--profile`` adds a torch.profiler breakdown of a few bare-loop steps per model.
@@ -48,6 +53,7 @@ MODELS = ("dnn", "dcnv2", "deepfm")
 DRIVERS = ("bare", "lightning")
 TRAIN_FLOPS_FACTOR = 3  # forward + dgrad + wgrad
 PHASES = ("data", "forward", "backward", "dense_opt", "sparse_opt")
+GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm")
 
 # The field's usual reference settings for Criteo (FuxiCTR / the DCNv2 paper's benchmark setup).
 MODEL_OVERRIDES: dict[str, list[str]] = {
@@ -57,10 +63,12 @@ MODEL_OVERRIDES: dict[str, list[str]] = {
 }
 
 Result = dict[str, Any]
+Stamp = tuple[float, float, float]
+"""(wall seconds, CPU-seconds used by the whole machine, CPU-seconds used by this process)."""
 
 
 # ------------------------------------------------------------------------------------------------
-# Machine facts and timing helpers (no torch import: the parent stays light)
+# Machine facts and timing helpers
 # ------------------------------------------------------------------------------------------------
 def cpu_model() -> str:
     """The CPU model name from /proc/cpuinfo (or platform.processor())."""
@@ -87,19 +95,57 @@ def peak_rss_mb() -> float:
     return kib / 1024 if sys.platform != "darwin" else kib / 2**20
 
 
-def window_rates(stamps: list[float], warmup: int, steps: int, samples_per_step: int) -> list[float]:
-    """Samples/s of each window of ``steps`` batches after ``warmup`` batches.
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_NUM_CPUS = os.cpu_count() or 1
 
-    ``stamps[i]`` is the time at the end of batch ``i``; window ``w`` spans the ends of batches
-    ``warmup - 1 + w·steps`` to ``warmup - 1 + (w+1)·steps``, so it includes fetching its batches.
+
+def _machine_busy_seconds() -> float:
+    """CPU-seconds every CPU has spent busy since boot (user, nice, system, irq, softirq, steal);
+    ``nan`` where /proc/stat is missing."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / _CLK_TCK
+
+
+def stamp() -> Stamp:
+    """Now: wall time, the machine's busy CPU time, and this process's CPU time (all threads)."""
+    return time.perf_counter(), _machine_busy_seconds(), time.process_time()
+
+
+def foreign_load(a: Stamp, b: Stamp) -> float:
+    """Fraction of the machine's CPUs that *other* processes kept busy between two stamps."""
+    wall = b[0] - a[0]
+    other = (b[1] - a[1]) - (b[2] - a[2])
+    return max(0.0, other) / (wall * _NUM_CPUS) if wall > 0 else float("nan")
+
+
+def timed_windows(stamps: list[Stamp], warmup: int, steps: int, samples_per_step: int) -> list[Result]:
+    """Samples/s and foreign load of each window of ``steps`` batches after ``warmup`` batches.
+
+    ``stamps[i]`` is taken at the end of batch ``i``; window ``w`` spans the ends of batches
+    ``warmup - 1 + w·steps`` and ``warmup - 1 + (w+1)·steps``, so it includes fetching its batches.
     """
-    rates = []
+    out = []
     start = warmup - 1
     while start + steps < len(stamps):
-        seconds = stamps[start + steps] - stamps[start]
-        rates.append(steps * samples_per_step / seconds)
+        a, b = stamps[start], stamps[start + steps]
+        out.append({"rate": steps * samples_per_step / (b[0] - a[0]), "foreign": foreign_load(a, b)})
         start += steps
-    return rates
+    return out
+
+
+def clean(windows: list[Result], max_foreign: float) -> tuple[list[Result], bool]:
+    """The windows whose foreign load is at most ``max_foreign``; all of them (and False) if none is."""
+    kept = [w for w in windows if w["foreign"] <= max_foreign]
+    return (kept, True) if kept else (windows, False)
+
+
+def median_or_nan(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -119,6 +165,7 @@ class ChildArgs:
     repeats: int
     threads: int
     gemm_sizes: list[int]
+    overrides: list[str]
     out: Path
 
 
@@ -140,6 +187,7 @@ def _compose(args: ChildArgs, output_dir: str) -> Any:
         f"data.num_val={args.batch_size}",
         f"data.num_test={args.batch_size}",
         *MODEL_OVERRIDES.get(args.model, []),
+        *args.overrides,
     ]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides)
@@ -148,26 +196,27 @@ def _compose(args: ChildArgs, output_dir: str) -> Any:
     return cfg
 
 
-def measure_gemm(sizes: list[int], reps: int = 7) -> dict[str, Any]:
-    """Median fp32 ``torch.mm`` GFLOP/s of square matrices of each size; the best is the roofline."""
+def measure_gemm(sizes: list[int], reps: int) -> Result:
+    """GFLOP/s and foreign load of every timed fp32 ``torch.mm`` of square matrices, per size."""
     import torch
 
-    per_size: dict[str, float] = {}
+    per_size: dict[str, list[Result]] = {}
     for n in sizes:
         a, b = torch.randn(n, n), torch.randn(n, n)
         out = torch.empty(n, n)
         for _ in range(2):  # warm up MKL's buffers and the thread pool
             torch.mm(a, b, out=out)
-        seconds = []
+        runs = []
         for _ in range(reps):
-            t0 = time.perf_counter()
+            s0 = stamp()
             torch.mm(a, b, out=out)
-            seconds.append(time.perf_counter() - t0)
-        per_size[str(n)] = 2 * n**3 / statistics.median(seconds) / 1e9
-    return {"gemm_gflops": per_size, "roofline_gflops": max(per_size.values())}
+            s1 = stamp()
+            runs.append({"rate": 2 * n**3 / (s1[0] - s0[0]) / 1e9, "foreign": foreign_load(s0, s1)})
+        per_size[str(n)] = runs
+    return {"gemm": per_size}
 
 
-def _count_flops(model: Any, batch: Any) -> dict[str, float | None]:
+def _count_flops(model: Any, batch: Any) -> Result:
     """Forward and forward+backward matmul FLOPs per example as torch.utils.flop_counter counts
     them: a check of ``flops_per_example()`` and of the 3× training convention."""
     import torch
@@ -177,12 +226,10 @@ def _count_flops(model: Any, batch: Any) -> dict[str, float | None]:
     small = batch.select(torch.arange(min(len(batch), 256)))
     n = len(small)
     try:
-        with FlopCounterMode(display=False) as fwd:
-            with torch.no_grad():
-                model(small)
+        with FlopCounterMode(display=False) as fwd, torch.no_grad():
+            model(small)
         with FlopCounterMode(display=False) as train:
-            loss = F.binary_cross_entropy_with_logits(model(small), small.labels["click"])
-            loss.backward()
+            F.binary_cross_entropy_with_logits(model(small), small.labels["click"]).backward()
         model.zero_grad(set_to_none=True)
         return {"counted_fwd": fwd.get_total_flops() / n, "counted_train": train.get_total_flops() / n}
     except Exception as exc:  # the counter is a check, never a reason to lose the measurement
@@ -196,21 +243,32 @@ def _batches(loader: Any) -> Iterator[Any]:
         yield from loader
 
 
-def run_bare(args: ChildArgs, cfg: Any, datamodule: Any, model: Any) -> Result:
-    """The bare PyTorch loop: same model, batches and optimisers as CTRTask, no Lightning."""
-    import torch
-    import torch.nn.functional as F
+def _optimizers(cfg: Any, model: Any) -> tuple[Any, Any]:
+    """The task config's dense and sparse optimisers, built as CTRTask builds them."""
     from hydra.utils import instantiate
 
-    dense_opt = instantiate(cfg.task.optimizer)(model.dense_parameters())
-    sparse_opt = instantiate(cfg.task.sparse_optimizer)(model.embedding_parameters())
+    dense = instantiate(cfg.task.optimizer)(model.dense_parameters())
+    sparse = instantiate(cfg.task.sparse_optimizer)(model.embedding_parameters())
+    return dense, sparse
+
+
+def run_bare(args: ChildArgs, cfg: Any, datamodule: Any, model: Any) -> Result:
+    """The bare PyTorch loop: same model, batches and optimisers as CTRTask, no Lightning.
+
+    Also records, per step, the time of each phase (data, forward, backward, the two optimiser
+    steps) and the foreign load, so the parent can break a clean step down.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    dense_opt, sparse_opt = _optimizers(cfg, model)
     label = cfg.task.label
     total = args.warmup + args.steps * args.repeats
-    stamps: list[float] = []
-    phases: dict[str, list[float]] = {p: [] for p in PHASES}
+    stamps: list[Stamp] = []
+    steps: list[Result] = []
     model.train()
     batches = _batches(datamodule.train_dataloader())
-    t_prev = time.perf_counter()
+    prev = stamp()
     for _ in range(total):
         batch = next(batches)
         t_data = time.perf_counter()
@@ -223,15 +281,12 @@ def run_bare(args: ChildArgs, cfg: Any, datamodule: Any, model: Any) -> Result:
         dense_opt.step()
         t_dense = time.perf_counter()
         sparse_opt.step()
-        t_end = time.perf_counter()
-        for name, seconds in zip(
-            PHASES, (t_data - t_prev, t_fwd - t_data, t_bwd - t_fwd, t_dense - t_bwd, t_end - t_dense)
-        ):
-            phases[name].append(seconds)
-        stamps.append(t_end)
-        t_prev = t_end
-    train_rates = window_rates(stamps, args.warmup, args.steps, args.batch_size)
-    breakdown = {name: 1e3 * statistics.median(v[args.warmup :]) for name, v in phases.items()}
+        end = stamp()
+        times = (t_data - prev[0], t_fwd - t_data, t_bwd - t_fwd, t_dense - t_bwd, end[0] - t_dense)
+        steps.append({"ms": dict(zip(PHASES, (1e3 * t for t in times))), "foreign": foreign_load(prev, end)})
+        stamps.append(end)
+        prev = end
+    train = timed_windows(stamps, args.warmup, args.steps, args.batch_size)
 
     model.eval()
     stamps = []
@@ -239,10 +294,10 @@ def run_bare(args: ChildArgs, cfg: Any, datamodule: Any, model: Any) -> Result:
     with torch.inference_mode():
         for _ in range(total):
             batch = next(batches)
-            torch.sigmoid(model(batch))
-            stamps.append(time.perf_counter())
-    infer_rates = window_rates(stamps, args.warmup, args.steps, args.batch_size)
-    return {"train_rates": train_rates, "infer_rates": infer_rates, "breakdown_ms": breakdown}
+            torch.sigmoid(model(batch))  # what CTRTask.forward (and so predict) computes
+            stamps.append(stamp())
+    infer = timed_windows(stamps, args.warmup, args.steps, args.batch_size)
+    return {"train": train, "infer": infer, "steps": steps[args.warmup :]}
 
 
 def run_lightning(args: ChildArgs, cfg: Any, datamodule: Any, task: Any) -> Result:
@@ -251,17 +306,17 @@ def run_lightning(args: ChildArgs, cfg: Any, datamodule: Any, task: Any) -> Resu
     from hydra.utils import instantiate
 
     class BatchClock(L.Callback):
-        """Records ``perf_counter`` at the end of every training and prediction batch."""
+        """Stamps the end of every training and prediction batch."""
 
         def __init__(self) -> None:
-            self.train: list[float] = []
-            self.predict: list[float] = []
+            self.train: list[Stamp] = []
+            self.predict: list[Stamp] = []
 
         def on_train_batch_end(self, *_: Any) -> None:
-            self.train.append(time.perf_counter())
+            self.train.append(stamp())
 
         def on_predict_batch_end(self, *_: Any) -> None:
-            self.predict.append(time.perf_counter())
+            self.predict.append(stamp())
 
     total = args.warmup + args.steps * args.repeats
     clock = BatchClock()
@@ -281,8 +336,8 @@ def run_lightning(args: ChildArgs, cfg: Any, datamodule: Any, task: Any) -> Resu
     trainer.fit(task, train_dataloaders=datamodule.train_dataloader())
     trainer.predict(task, dataloaders=datamodule.train_dataloader(), return_predictions=False)
     return {
-        "train_rates": window_rates(clock.train, args.warmup, args.steps, args.batch_size),
-        "infer_rates": window_rates(clock.predict, args.warmup, args.steps, args.batch_size),
+        "train": timed_windows(clock.train, args.warmup, args.steps, args.batch_size),
+        "infer": timed_windows(clock.predict, args.warmup, args.steps, args.batch_size),
     }
 
 
@@ -297,19 +352,14 @@ def _phase_of(event: Any) -> str:
     return phase
 
 
-GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addbmm")
-
-
 def run_profile(args: ChildArgs, cfg: Any, datamodule: Any, model: Any) -> Result:
-    """torch.profiler over a few bare-loop steps: self CPU time per phase, GEMM or not, and the
-    most expensive ops."""
+    """torch.profiler over ``--steps`` bare-loop steps: self CPU ms per step by phase (GEMM or
+    not) and the most expensive ops."""
     import torch.nn.functional as F
-    from hydra.utils import instantiate
     from torch.autograd.profiler import record_function
     from torch.profiler import ProfilerActivity, profile
 
-    dense_opt = instantiate(cfg.task.optimizer)(model.dense_parameters())
-    sparse_opt = instantiate(cfg.task.sparse_optimizer)(model.embedding_parameters())
+    dense_opt, sparse_opt = _optimizers(cfg, model)
     label = cfg.task.label
     batches = _batches(datamodule.train_dataloader())
 
@@ -331,21 +381,25 @@ def run_profile(args: ChildArgs, cfg: Any, datamodule: Any, model: Any) -> Resul
     for _ in range(args.warmup):
         step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        t0 = time.perf_counter()
+        s0 = stamp()
         for _ in range(args.steps):
             step()
-        wall = time.perf_counter() - t0
+        s1 = stamp()
     per_phase: dict[str, dict[str, float]] = {}
     per_op: dict[str, float] = {}
     for ev in prof.events():
-        if ev.name.startswith("bench/") or ev.name.startswith("Optimizer."):
+        if ev.name.startswith(("bench/", "Optimizer.")):
             continue
         self_ms = ev.self_cpu_time_total / 1e3 / args.steps
         phase = per_phase.setdefault(_phase_of(ev), {"gemm": 0.0, "other": 0.0})
         phase["gemm" if ev.name in GEMM_OPS else "other"] += self_ms
         per_op[ev.name] = per_op.get(ev.name, 0.0) + self_ms
-    top = sorted(per_op.items(), key=lambda kv: -kv[1])[:15]
-    return {"profile_step_ms": 1e3 * wall / args.steps, "profile_phases": per_phase, "profile_top_ops": top}
+    return {
+        "profile_step_ms": 1e3 * (s1[0] - s0[0]) / args.steps,
+        "profile_foreign": foreign_load(s0, s1),
+        "profile_phases": per_phase,
+        "profile_top_ops": sorted(per_op.items(), key=lambda kv: -kv[1])[:15],
+    }
 
 
 def child_main(args: ChildArgs) -> None:
@@ -354,17 +408,18 @@ def child_main(args: ChildArgs) -> None:
 
     torch.set_num_threads(args.threads)
     result: Result = {"kind": args.kind, "model": args.model, "threads": torch.get_num_threads()}
-    result["loadavg_start"] = os.getloadavg()[0]
     if args.kind == "gemm":
-        result.update(measure_gemm(args.gemm_sizes))
+        result.update(measure_gemm(args.gemm_sizes, reps=max(5, args.repeats)))
     else:
         import lightning as L
 
         from recsys_lab.train import build
 
-        L.seed_everything(0, verbose=False)
         with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
             cfg = _compose(args, tmp)
+            # As recsys_lab.train.run sets them up.
+            L.seed_everything(cfg.seed, workers=True, verbose=False)
+            torch.set_flush_denormal(bool(cfg.get("flush_denormal", True)))
             t0 = time.perf_counter()
             datamodule, model, task = build(cfg)
             result["data_setup_s"] = time.perf_counter() - t0
@@ -382,7 +437,6 @@ def child_main(args: ChildArgs) -> None:
             else:
                 raise ValueError(f"unknown child kind {args.kind!r}")
     result["peak_rss_mb"] = peak_rss_mb()
-    result["loadavg_end"] = os.getloadavg()[0]
     args.out.write_text(json.dumps(result))
 
 
@@ -390,35 +444,25 @@ def child_main(args: ChildArgs) -> None:
 # Parent side: schedule children, aggregate, print
 # ------------------------------------------------------------------------------------------------
 def run_child(kind: str, model: str, opts: argparse.Namespace, gemm_sizes: list[int]) -> Result:
-    """Run one measurement in a fresh interpreter (threads pinned by env and torch) and return its JSON."""
+    """Run one measurement in a fresh interpreter (threads pinned by env and torch); its JSON."""
     with tempfile.TemporaryDirectory(prefix="bench_child_") as tmp:
         out = Path(tmp) / "result.json"
-        cmd = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--child",
-            kind,
-            "--model",
-            model,
-            "--data",
-            opts.data,
-            "--rows",
-            str(opts.rows),
-            "--batch-size",
-            str(opts.batch_size),
-            "--steps",
-            str(opts.steps),
-            "--warmup",
-            str(opts.warmup),
-            "--repeats",
-            str(opts.repeats),
-            "--threads",
-            str(opts.threads),
-            "--gemm-sizes",
-            ",".join(map(str, gemm_sizes)),
-            "--child-out",
-            str(out),
-        ]
+        flags = {
+            "--child": kind,
+            "--model": model,
+            "--data": opts.data,
+            "--rows": opts.rows,
+            "--batch-size": opts.batch_size,
+            "--steps": opts.steps,
+            "--warmup": opts.warmup,
+            "--repeats": opts.repeats,
+            "--threads": opts.threads,
+            "--gemm-sizes": ",".join(map(str, gemm_sizes)),
+            "--child-out": out,
+        }
+        cmd = [sys.executable, str(Path(__file__).resolve())]
+        cmd += [str(x) for kv in flags.items() for x in kv]
+        cmd += [f"--override={o}" for o in opts.override]
         env = dict(os.environ)
         env.update(
             OMP_NUM_THREADS=str(opts.threads),
@@ -433,126 +477,182 @@ def run_child(kind: str, model: str, opts: argparse.Namespace, gemm_sizes: list[
         return json.loads(out.read_text())
 
 
-def median_or_nan(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
+def roofline(gemm_runs: list[Result], max_foreign: float) -> tuple[dict[str, float], float]:
+    """Median clean GFLOP/s per matrix size over every round, and the best of them (the roofline)."""
+    sizes = gemm_runs[0]["gemm"].keys()
+    per_size = {}
+    for n in sizes:
+        kept, _ = clean([r for g in gemm_runs for r in g["gemm"][n]], max_foreign)
+        per_size[n] = median_or_nan([r["rate"] for r in kept])
+    return per_size, max(per_size.values())
 
 
-def summarise(runs: list[Result], roofline: float) -> list[Result]:
-    """One row per (model, driver): medians over every window of every round."""
+def summarise(runs: list[Result], peak: float, max_foreign: float) -> list[Result]:
+    """One row per (model, driver): medians over the clean windows of every round."""
     rows: list[Result] = []
     keys = sorted({(r["model"], r["kind"]) for r in runs}, key=lambda k: (MODELS.index(k[0]), k[1]))
     for model, driver in keys:
         mine = [r for r in runs if (r["model"], r["kind"]) == (model, driver)]
-        train = median_or_nan([x for r in mine for x in r["train_rates"]])
-        infer = median_or_nan([x for r in mine for x in r["infer_rates"]])
+        train_all = [w for r in mine for w in r["train"]]
+        infer_all = [w for r in mine for w in r["infer"]]
+        train, train_clean = clean(train_all, max_foreign)
+        infer, infer_clean = clean(infer_all, max_foreign)
         fwd = mine[0]["flops_fwd"]
-        train_gflops = TRAIN_FLOPS_FACTOR * fwd * train / 1e9
-        infer_gflops = fwd * infer / 1e9
+        train_rate = median_or_nan([w["rate"] for w in train])
+        infer_rate = median_or_nan([w["rate"] for w in infer])
         row: Result = {
             "model": model,
             "driver": driver,
-            "train_samples_per_s": train,
-            "train_rates": [x for r in mine for x in r["train_rates"]],
-            "infer_samples_per_s": infer,
+            "train_samples_per_s": train_rate,
+            "infer_samples_per_s": infer_rate,
+            "train_windows_kept": f"{len(train) if train_clean else 0}/{len(train_all)}",
+            "infer_windows_kept": f"{len(infer) if infer_clean else 0}/{len(infer_all)}",
+            "all_clean": train_clean and infer_clean,
             "flops_fwd_per_example": fwd,
-            "train_gflops": train_gflops,
-            "train_roofline_frac": train_gflops / roofline,
-            "infer_gflops": infer_gflops,
-            "infer_roofline_frac": infer_gflops / roofline,
+            "train_gflops": TRAIN_FLOPS_FACTOR * fwd * train_rate / 1e9,
+            "infer_gflops": fwd * infer_rate / 1e9,
             "peak_rss_mb": max(r["peak_rss_mb"] for r in mine),
             "rss_after_setup_mb": max(r["rss_after_setup_mb"] for r in mine),
+            "data_setup_s": median_or_nan([r["data_setup_s"] for r in mine]),
             "params_dense": mine[0]["params_dense"],
             "params_embedding": mine[0]["params_embedding"],
-            "loadavg": [r["loadavg_start"] for r in mine],
         }
+        per_round = [_clean_median(r["train"], max_foreign) for r in mine]
+        row["train_per_round"] = per_round
+        row["train_roofline_frac"] = row["train_gflops"] / peak
+        row["infer_roofline_frac"] = row["infer_gflops"] / peak
         for key in ("counted_fwd", "counted_train"):
             if key in mine[0]:
                 row[key] = mine[0][key]
         if driver == "bare":
-            row["breakdown_ms"] = {
-                p: statistics.median(r["breakdown_ms"][p] for r in mine) for p in mine[0]["breakdown_ms"]
-            }
+            steps, _ = clean([s for r in mine for s in r["steps"]], max_foreign)
+            row["breakdown_ms"] = {p: statistics.median(s["ms"][p] for s in steps) for p in PHASES}
         rows.append(row)
     for row in rows:
-        if row["driver"] == "lightning":
-            bare = next((r for r in rows if r["model"] == row["model"] and r["driver"] == "bare"), None)
-            if bare:
-                row["vs_bare"] = row["train_samples_per_s"] / bare["train_samples_per_s"]
-                row["infer_vs_bare"] = row["infer_samples_per_s"] / bare["infer_samples_per_s"]
+        if row["driver"] != "lightning":
+            continue
+        # Lightning ÷ bare within each round (the two ran back to back), then the median.
+        ratios = {"train": [], "infer": []}
+        for rnd in sorted({r["round"] for r in runs}):
+            pair = {r["kind"]: r for r in runs if r["model"] == row["model"] and r["round"] == rnd}
+            if "bare" in pair and "lightning" in pair:
+                for split in ratios:
+                    rates = {k: _clean_median(pair[k][split], max_foreign) for k in ("bare", "lightning")}
+                    ratios[split].append(rates["lightning"] / rates["bare"])
+        if ratios["train"]:
+            row["vs_bare"] = statistics.median(ratios["train"])
+            row["vs_bare_per_round"] = ratios["train"]
+            row["infer_vs_bare"] = statistics.median(ratios["infer"])
     return rows
 
 
-def print_report(rows: list[Result], gemm: list[Result], opts: argparse.Namespace, machine: Result) -> None:
-    """The results table, the time breakdown of the bare loop, and the conventions."""
+def _clean_median(windows: list[Result], max_foreign: float) -> float:
+    kept, _ = clean(windows, max_foreign)
+    return median_or_nan([w["rate"] for w in kept])
+
+
+TABLE_COLUMNS = (
+    "model",
+    "driver",
+    "train samples/s",
+    "infer samples/s",
+    "fwd MFLOP/ex",
+    "train GFLOP/s",
+    "train % roofline",
+    "infer % roofline",
+    "peak RSS MB",
+    "vs bare",
+    "rounds: train min–max",
+    "clean windows",
+)
+
+
+def table_rows(rows: list[Result]) -> list[list[str]]:
+    """The printed cells of the results table (see :data:`TABLE_COLUMNS`)."""
+    out = []
+    for r in rows:
+        out.append(
+            [
+                r["model"],
+                r["driver"],
+                f"{r['train_samples_per_s']:,.0f}",
+                f"{r['infer_samples_per_s']:,.0f}",
+                f"{r['flops_fwd_per_example'] / 1e6:.3f}",
+                f"{r['train_gflops']:.1f}",
+                f"{100 * r['train_roofline_frac']:.1f}%",
+                f"{100 * r['infer_roofline_frac']:.1f}%",
+                f"{r['peak_rss_mb']:,.0f}",
+                f"{r['vs_bare']:.3f}" if "vs_bare" in r else "",
+                f"{min(r['train_per_round']):,.0f}–{max(r['train_per_round']):,.0f}",
+                f"{r['train_windows_kept']}" + ("" if r["all_clean"] else " *"),
+            ]
+        )
+    return out
+
+
+def conventions(peak: float, opts: argparse.Namespace) -> str:
+    return (
+        "train GFLOP/s = 3 × fwd FLOP/ex × train samples/s (forward + dgrad + wgrad); infer = 1 × fwd. "
+        "FLOPs are matmul FLOPs only (2·m·n·k); element-wise ops, embedding lookups and optimiser "
+        f"updates count 0. % roofline = GFLOP/s ÷ {peak:.1f} GFLOP/s (fp32 torch.mm, {opts.threads} "
+        "threads). vs bare = median over rounds of Lightning ÷ bare-loop train samples/s (run back to back). "
+        "Clean windows: "
+        f"timed windows with ≤ {100 * opts.max_foreign:.0f}% of the CPUs used by other processes "
+        "(train; * = none was, all used)."
+    )
+
+
+def print_report(rows: list[Result], opts: argparse.Namespace, machine: Result) -> None:
+    """The results table, the bare loop's time per phase, the FLOP-counter check, and the
+    conventions; ``--markdown`` prints the results table as Markdown too."""
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    roofline = machine["roofline_gflops"]
+    console = Console(width=None if sys.stdout.isatty() else 180)
+    peak = machine["roofline_gflops"]
     sizes = ", ".join(f"n={n}: {g:.1f}" for n, g in machine["gemm_gflops_median"].items())
     console.print(
         f"[bold]Machine[/]: {machine['cpu']} · {machine['cores']} cores · {opts.threads} threads · "
         f"torch {machine['torch']} · load avg at start {machine['loadavg_start']:.2f}"
     )
-    console.print(f"[bold]Roofline[/]: fp32 torch.mm median GFLOP/s {sizes} → {roofline:.1f} GFLOP/s")
-
-    table = Table(
-        title=f"Training throughput, batch {opts.batch_size}, emb dim 16, {opts.data} "
-        f"(median of {len(rows[0]['train_rates'])} windows × {opts.steps} steps)",
-        caption=(
-            "train GFLOP/s = 3 × fwd FLOPs/ex × train samples/s (fwd + dgrad + wgrad); "
-            "infer = 1 × fwd. FLOPs are matmul FLOPs only (2·m·n·k). "
-            f"% roofline = GFLOP/s ÷ {roofline:.1f} (fp32 GEMM, {opts.threads} threads). "
-            "vs bare = Lightning train samples/s ÷ bare-loop train samples/s."
-        ),
+    console.print(f"[bold]Roofline[/]: fp32 torch.mm median GFLOP/s {sizes} → {peak:.1f} GFLOP/s")
+    if opts.override:
+        console.print(f"[bold]Overrides[/]: {' '.join(opts.override)}")
+    n_windows = opts.repeats * opts.rounds
+    title = (
+        f"{opts.data}, batch {opts.batch_size}, embedding dim 16: median over {n_windows} windows × "
+        f"{opts.steps} steps"
     )
-    for col in (
-        "model",
-        "driver",
-        "train samples/s",
-        "infer samples/s",
-        "fwd MFLOPs/ex",
-        "train GFLOP/s",
-        "train % roofline",
-        "infer % roofline",
-        "peak RSS MB",
-        "vs bare",
-    ):
+    table = Table(title=title, caption=conventions(peak, opts))
+    for col in TABLE_COLUMNS:
         table.add_column(col, justify="left" if col in ("model", "driver") else "right")
-    for r in rows:
-        table.add_row(
-            r["model"],
-            r["driver"],
-            f"{r['train_samples_per_s']:,.0f}",
-            f"{r['infer_samples_per_s']:,.0f}",
-            f"{r['flops_fwd_per_example'] / 1e6:.3f}",
-            f"{r['train_gflops']:.1f}",
-            f"{100 * r['train_roofline_frac']:.1f}%",
-            f"{100 * r['infer_roofline_frac']:.1f}%",
-            f"{r['peak_rss_mb']:,.0f}",
-            f"{r['vs_bare']:.3f}" if "vs_bare" in r else "",
-        )
+    for cells in table_rows(rows):
+        table.add_row(*cells)
     console.print(table)
 
     bare_rows = [r for r in rows if "breakdown_ms" in r]
     if bare_rows:
-        bd = Table(title="Bare loop: median ms per training step by phase")
+        bd = Table(title="Bare loop: median ms per training step by phase (clean steps)")
         bd.add_column("model")
-        for p in (*PHASES, "total", "GEMM-only ms at roofline"):
+        for p in (*PHASES, "total", "matmuls at roofline"):
             bd.add_column(p, justify="right")
         for r in bare_rows:
             b = r["breakdown_ms"]
-            ideal = 1e3 * TRAIN_FLOPS_FACTOR * r["flops_fwd_per_example"] * opts.batch_size / (roofline * 1e9)
+            ideal = 1e3 * TRAIN_FLOPS_FACTOR * r["flops_fwd_per_example"] * opts.batch_size / (peak * 1e9)
             bd.add_row(r["model"], *(f"{b[p]:.1f}" for p in PHASES), f"{sum(b.values()):.1f}", f"{ideal:.1f}")
         console.print(bd)
         checks = [
-            f"{r['model']}: fwd {r['counted_fwd'] / 1e6:.3f} MFLOPs/ex, train/fwd = "
+            f"{r['model']} fwd {r['counted_fwd'] / 1e6:.3f} MFLOP/ex, train/fwd = "
             f"{r['counted_train'] / r['counted_fwd']:.2f}"
             for r in bare_rows
             if r.get("counted_fwd") and r.get("counted_train")
         ]
         if checks:
             console.print("torch.utils.flop_counter check: " + "; ".join(checks))
+    if opts.markdown:
+        lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(rows)]
+        print("\n".join(lines))
 
 
 def print_profiles(profiles: list[Result]) -> None:
@@ -560,11 +660,11 @@ def print_profiles(profiles: list[Result]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 180)
     for prof in profiles:
         t = Table(
-            title=f"{prof['model']}: torch.profiler self CPU ms per step "
-            f"(profiled step {prof['profile_step_ms']:.1f} ms wall)"
+            title=f"{prof['model']}: torch.profiler self CPU ms per step (profiled step "
+            f"{prof['profile_step_ms']:.1f} ms wall, other processes {100 * prof['profile_foreign']:.0f}% CPU)"
         )
         for col in ("phase", "GEMM", "other", "total"):
             t.add_column(col, justify="left" if col == "phase" else "right")
@@ -593,8 +693,8 @@ def parent_main(opts: argparse.Namespace) -> None:
     load = os.getloadavg()[0]
     if load > 0.5:
         print(
-            f"[bench] warning: load average is {load:.2f} before starting; other processes will "
-            "slow the measurements (the roofline is measured under the same load).",
+            f"[bench] load average is {load:.2f}: windows disturbed by other processes are left out "
+            f"(> {100 * opts.max_foreign:.0f}% foreign CPU).",
             file=sys.stderr,
         )
     machine: Result = {
@@ -608,24 +708,26 @@ def parent_main(opts: argparse.Namespace) -> None:
     runs: list[Result] = []
     gemm: list[Result] = []
     t0 = time.perf_counter()
-    for rnd in range(opts.rounds):
+    for rnd in range(1, opts.rounds + 1):
         gemm.append(run_child("gemm", "-", opts, gemm_sizes))
-        print(f"[bench] round {rnd + 1}: roofline {gemm[-1]['roofline_gflops']:.1f} GFLOP/s", file=sys.stderr)
+        _, peak = roofline(gemm[-1:], opts.max_foreign)
+        print(f"[bench] round {rnd}: roofline {peak:.1f} GFLOP/s", file=sys.stderr)
         for model in models:
-            for driver in DRIVERS:
+            # Alternate which driver goes first, so a slow spell of the host favours neither.
+            for driver in DRIVERS if rnd % 2 else DRIVERS[::-1]:
                 res = run_child(driver, model, opts, gemm_sizes)
+                res["round"] = rnd
                 runs.append(res)
+                rates = [w["rate"] for w in res["train"]]
+                foreign = max(w["foreign"] for w in res["train"]) if res["train"] else float("nan")
                 print(
-                    f"[bench] round {rnd + 1}: {model}/{driver}: train "
-                    f"{median_or_nan(res['train_rates']):,.0f} samples/s ({time.perf_counter() - t0:.0f} s)",
+                    f"[bench] round {rnd}: {model}/{driver}: train {median_or_nan(rates):,.0f} samples/s "
+                    f"(max foreign load {100 * foreign:.0f}%, {time.perf_counter() - t0:.0f} s)",
                     file=sys.stderr,
                 )
-    machine["gemm_gflops_median"] = {
-        n: statistics.median(g["gemm_gflops"][n] for g in gemm) for n in gemm[0]["gemm_gflops"]
-    }
-    machine["roofline_gflops"] = max(machine["gemm_gflops_median"].values())
-    rows = summarise(runs, machine["roofline_gflops"])
-    print_report(rows, gemm, opts, machine)
+    machine["gemm_gflops_median"], machine["roofline_gflops"] = roofline(gemm, opts.max_foreign)
+    rows = summarise(runs, machine["roofline_gflops"], opts.max_foreign)
+    print_report(rows, opts, machine)
     profiles = [run_child("profile", m, opts, gemm_sizes) for m in models] if opts.profile else []
     if profiles:
         print_profiles(profiles)
@@ -638,7 +740,7 @@ def parent_main(opts: argparse.Namespace) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
+        description=(__doc__ or "").split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
     p.add_argument("--models", default=",".join(MODELS), help="comma-separated: dnn,dcnv2,deepfm")
     p.add_argument("--data", default="synthetic_criteo", help="data config group option")
@@ -648,12 +750,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--steps", type=int, default=10, help="batches per timed window")
     p.add_argument("--warmup", type=int, default=5, help="untimed batches before the first window")
-    p.add_argument("--repeats", type=int, default=3, help="timed windows per measurement (median reported)")
+    p.add_argument("--repeats", type=int, default=3, help="timed windows per measurement")
     p.add_argument("--rounds", type=int, default=1, help="run every measurement this many times, interleaved")
     p.add_argument("--threads", type=int, default=available_cores(), help="torch intra-op threads")
-    p.add_argument("--profile", action="store_true", help="also profile a few bare-loop steps per model")
+    p.add_argument(
+        "--max-foreign",
+        type=float,
+        default=0.1,
+        help="leave out windows where other processes used more than this fraction of the CPUs",
+    )
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra Hydra override for every run (repeatable), e.g. --override embedding=hashed",
+    )
+    p.add_argument("--profile", action="store_true", help="also profile --steps bare-loop steps per model")
     p.add_argument("--quick", action="store_true", help="a fast sanity run (few small steps)")
     p.add_argument("--json", default=None, help="also write every measurement to this JSON file")
+    p.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     # Internal: the parent runs itself with these to measure one thing in a fresh process.
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--model", default="-", help=argparse.SUPPRESS)
@@ -662,8 +778,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     opts = p.parse_args(argv)
     if opts.quick:
         opts.steps, opts.warmup, opts.repeats = min(opts.steps, 3), min(opts.warmup, 2), min(opts.repeats, 2)
-    if opts.warmup < 1 or opts.steps < 1 or opts.repeats < 1 or opts.rounds < 1:
-        p.error("--warmup, --steps, --repeats and --rounds must be >= 1")
+    if min(opts.warmup, opts.steps, opts.repeats, opts.rounds, opts.threads, opts.batch_size) < 1:
+        p.error("--warmup, --steps, --repeats, --rounds, --threads and --batch-size must be >= 1")
     if opts.rows is None:
         opts.rows = (opts.warmup + opts.steps * opts.repeats) * opts.batch_size
     return opts
@@ -684,6 +800,7 @@ def main(argv: list[str] | None = None) -> None:
                 repeats=opts.repeats,
                 threads=opts.threads,
                 gemm_sizes=[int(n) for n in opts.gemm_sizes.split(",")],
+                overrides=list(opts.override),
                 out=Path(opts.child_out),
             )
         )

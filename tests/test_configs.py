@@ -7,6 +7,7 @@ from hydra.utils import instantiate
 
 from recsys_lab.train import CONFIG_DIR, _instantiate_all, build
 from tests.conftest import compose_train
+from tests.data.rawfiles import data_overrides
 
 pytestmark = pytest.mark.usefixtures("hydra_ctx")
 
@@ -32,6 +33,8 @@ def test_train_config_composes_and_instantiates(tmp_path, group, option):
     overrides = [f"{group}={option}"]
     if group != "debug":
         overrides.append("debug=fast_dev_run")  # tiny data sizes
+    if group == "data":
+        overrides += data_overrides(option, tmp_path)  # real datasets read small sample files
     cfg = compose_train(tmp_path, *overrides)
     if group in ("trainer",) and option in ("gpu",):
         assert cfg.trainer.accelerator == "gpu"  # no GPU here: composing is the check

@@ -17,15 +17,21 @@ The planted (true) model::
     p(x) = sigmoid(logit(x)),     click ~ Bernoulli(p(x))
 
 with ``w_f: [V_f]``, ``U_fg: [V_f, R]``, ``V_fg: [V_g, R]`` (R = ``cross_rank``), ``P`` a set of
-``num_crosses`` distinct field pairs, ``W: [D, H]``, ``c: [H]``, ``a: [H]``. All parameters are
-drawn from ``seed``; each of the three components is then rescaled so that its standard deviation
-over rows equals ``first_order_scale``, ``cross_scale`` and ``dense_scale`` and its mean is
-folded into ``b``, which is solved so that ``E[p] = base_rate``. Moments are taken on a fixed
-calibration sample of :data:`CALIBRATION_ROWS` rows from its own seed stream.
+``num_crosses`` distinct field pairs drawn at random, ``W: [D, H]``, ``c: [H]``, ``a: [H]``.
+
+Parameters are drawn from ``seed``: ``w_f[v]`` and each row of ``U_fg[v]``, ``V_fg[v]`` are
+``N(0, 1) · rank(v)^(-t)`` (``t = tail_decay``; the missing id counts as rank 1), so rare values
+have weaker effects, as a well-regularised model would estimate them anyway; ``W ~ N(0, 4/D)``
+(tanh saturates), ``c ~ N(0, 1/4)``, ``a ~ N(0, 1)``. Each of the three components is then
+rescaled so that its standard deviation over rows equals ``first_order_scale``, ``cross_scale``
+and ``dense_scale``, its mean is folded into ``b``, and ``b`` is solved so that
+``E[p] = base_rate``. These moments come from a fixed calibration sample of
+:data:`CALIBRATION_ROWS` rows drawn from its own seed stream.
 
 Rows of split ``s`` are generated in chunks of ``chunk_size`` rows; chunk ``k`` uses the random
 stream ``SeedSequence(seed, spawn_key=(stream(s), k))``. For a given ``chunk_size`` the output is
-therefore bit-identical across runs and independent of how chunks are scheduled over threads,
+therefore bit-identical across runs on one machine (numpy's SIMD exp/tanh may differ in the last
+bit between CPU types) and independent of how chunks are scheduled over threads,
 and a split never depends on the sizes of the other splits.
 """
 
@@ -67,6 +73,9 @@ class SyntheticTabularSpec:
             log-uniformly from ``min_vocab`` to ``max_vocab`` in field order.
         vocab_sizes: explicit vocabulary sizes of ``c1..c{F-1}``; overrides min/max_vocab.
         zipf_exponent: ``s`` in ``P(rank r) ∝ r^(-s)`` for every categorical field.
+        tail_decay: ``t``: effects of the value of frequency rank ``r`` have scale ``r^(-t)``
+            (0 = every value's effect equally strong; larger = rare values matter less, which
+            makes the optimum easier to approach with little data).
         missing_rate: probability that a categorical value is missing (id 0).
         num_crosses: planted pairwise crosses (distinct field pairs, the user field included).
         cross_rank: rank ``R`` of each planted cross.
@@ -76,16 +85,17 @@ class SyntheticTabularSpec:
     """
 
     seed: int = 0
-    num_categorical: int = 16
-    num_numeric: int = 8
-    num_users: int = 2000
+    num_categorical: int = 12
+    num_numeric: int = 6
+    num_users: int = 1000
     min_vocab: int = 10
-    max_vocab: int = 10_000
+    max_vocab: int = 5000
     vocab_sizes: tuple[int, ...] | None = None
-    zipf_exponent: float = 1.1
+    zipf_exponent: float = 1.4
+    tail_decay: float = 1.0
     missing_rate: float = 0.0
     num_crosses: int = 8
-    cross_rank: int = 2
+    cross_rank: int = 1
     first_order_scale: float = 1.0
     cross_scale: float = 0.8
     dense_scale: float = 0.6
@@ -132,8 +142,12 @@ class SyntheticTabularSpec:
                 "entries must be >= 2 (id 0 is reserved for missing)",
             )
         _check(
-            self.zipf_exponent > 0, "zipf_exponent", self.zipf_exponent, "must be > 0 (1.0-1.2 is realistic)"
+            self.zipf_exponent > 0,
+            "zipf_exponent",
+            self.zipf_exponent,
+            "must be > 0 (1.0-1.5 is typical of CTR data)",
         )
+        _check(self.tail_decay >= 0, "tail_decay", self.tail_decay, "must be >= 0 (0 = no decay)")
         _check(0 <= self.missing_rate < 1, "missing_rate", self.missing_rate, "must be in [0, 1)")
         max_pairs = self.num_categorical * (self.num_categorical - 1) // 2
         _check(
@@ -206,6 +220,12 @@ class _ZipfField:
         # rank index (0-based) -> id in 1..V-1
         self.rank_to_id = (rng.permutation(vocab_size - 1) + 1).astype(np.int32)  # [V-1]
 
+    def effect_scale(self, tail_decay: float) -> np.ndarray:
+        """float64 ``[V]``: ``rank^(-tail_decay)`` per id (id 0, missing, counts as rank 1)."""
+        scale = np.ones(len(self.rank_to_id) + 1)
+        scale[self.rank_to_id] = np.arange(1, len(self.rank_to_id) + 1, dtype=np.float64) ** (-tail_decay)
+        return scale
+
     def sample(self, u: np.ndarray) -> np.ndarray:
         """Ids (int32 ``[n]``) for uniforms ``u`` (float64 ``[n]`` in [0, 1))."""
         rank = self.guide.take((u * (1 << _GUIDE_BITS)).astype(np.intp))  # exact: K is a power of 2
@@ -223,16 +243,19 @@ class PlantedModel:
         vocab = spec.field_vocab_sizes
         f, d, h, r = len(vocab), spec.num_numeric, spec.dense_hidden, spec.cross_rank
         self.fields = [_ZipfField(v, spec.zipf_exponent, rng) for v in vocab]
-        self.first_order = [rng.standard_normal(v) for v in vocab]  # w_f: [V_f] each
+        decay = [z.effect_scale(spec.tail_decay) for z in self.fields]  # [V_f] each
+        # w_f: [V_f] each
+        self.first_order = [rng.standard_normal(v) * dec for v, dec in zip(vocab, decay)]
         pairs = np.array([(a, b) for a in range(f) for b in range(a + 1, f)], dtype=np.int64).reshape(-1, 2)
-        chosen = np.sort(rng.choice(len(pairs), size=spec.num_crosses, replace=False))
-        self.cross_pairs = pairs[chosen]  # [P, 2]
+        self.cross_pairs = pairs[
+            np.sort(rng.choice(len(pairs), size=spec.num_crosses, replace=False))
+        ]  # [P, 2]
         # Stored rank-major for fast gathers: U_fg^T [R, V_f], V_fg^T [R, V_g].
-        self.cross_u = [rng.standard_normal((r, vocab[a])) for a, _ in self.cross_pairs]
-        self.cross_v = [rng.standard_normal((r, vocab[b])) for _, b in self.cross_pairs]
-        self.dense_w = rng.standard_normal((d, h)) * (_DENSE_GAIN / math.sqrt(max(d, 1)))  # [D, H]
-        self.dense_c = rng.standard_normal(h) * 0.5  # [H]
-        self.dense_a = rng.standard_normal(h)  # [H]
+        self.cross_u = [rng.standard_normal((r, vocab[a])) * decay[a] for a, _ in self.cross_pairs]
+        self.cross_v = [rng.standard_normal((r, vocab[b])) * decay[b] for _, b in self.cross_pairs]
+        self.dense_w = rng.standard_normal((d, h)) * (_DENSE_GAIN / math.sqrt(max(d, 1)))  # W: [D, H]
+        self.dense_c = rng.standard_normal(h) * 0.5  # c: [H]
+        self.dense_a = rng.standard_normal(h)  # a: [H]
         self.bias = 0.0
         self._calibrate()
 
@@ -243,33 +266,23 @@ class PlantedModel:
         rng = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(_STREAM_CALIBRATION,)))
         sparse, dense = self.sample_features(rng, CALIBRATION_ROWS)
         first, cross, dense_term = self.logit_parts(sparse, dense)
-        offset = 0.0
-        for part, scale, name in (
-            (first, spec.first_order_scale, "first"),
-            (cross, spec.cross_scale, "cross"),
-            (dense_term, spec.dense_scale, "dense"),
-        ):
+
+        def factor(part: np.ndarray, scale: float) -> float:
             sd = float(part.std())
-            factor = scale / sd if sd > 0 else 0.0
-            offset -= factor * float(part.mean())
-            if name == "first":
-                self.first_order = [w * factor for w in self.first_order]
-            elif name == "cross":
-                root = math.sqrt(factor)
-                self.cross_u = [u * root for u in self.cross_u]
-                self.cross_v = [v * root for v in self.cross_v]
-            else:
-                self.dense_a = self.dense_a * factor
-        centred = self.logit(sparse, dense) - self.bias + offset  # [n], mean ~0
-        # Solve mean(sigmoid(b + centred)) = base_rate by bisection (monotone in b).
-        lo, hi = -30.0, 30.0
-        for _ in range(100):
-            mid = 0.5 * (lo + hi)
-            if _sigmoid(mid + centred).mean() < spec.base_rate:
-                lo = mid
-            else:
-                hi = mid
-        self.bias = 0.5 * (lo + hi) + offset
+            return scale / sd if sd > 0 else 0.0
+
+        f1, f2, f3 = (
+            factor(first, spec.first_order_scale),
+            factor(cross, spec.cross_scale),
+            factor(dense_term, spec.dense_scale),
+        )
+        self.first_order = [w * f1 for w in self.first_order]
+        self.cross_u = [u * math.sqrt(f2) for u in self.cross_u]
+        self.cross_v = [v * math.sqrt(f2) for v in self.cross_v]
+        self.dense_a = self.dense_a * f3
+        offset = -(f1 * first.mean() + f2 * cross.mean() + f3 * dense_term.mean())
+        centred = f1 * first + f2 * cross + f3 * dense_term + offset  # [n], mean 0
+        self.bias = _solve_bias(centred, spec.base_rate) + offset
 
     # -- features and logits -------------------------------------------------------------------
     def sample_features(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -379,6 +392,23 @@ class PlantedModel:
 
 def _sigmoid(x: np.ndarray | float) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x)))
+
+
+def _solve_bias(logits: np.ndarray, target: float) -> float:
+    """``b`` with ``mean(sigmoid(b + logits)) = target``: Newton steps kept inside a shrinking bracket."""
+    lo, hi = -40.0, 40.0
+    b = math.log(target / (1 - target))
+    for _ in range(100):
+        p = _sigmoid(b + logits)
+        err = float(p.mean()) - target
+        if abs(err) < 1e-12:
+            break
+        lo, hi = (b, hi) if err < 0 else (lo, b)
+        slope = float((p * (1 - p)).mean())
+        b = b - err / slope if slope > 0 else 0.5 * (lo + hi)
+        if not lo < b < hi:
+            b = 0.5 * (lo + hi)
+    return b
 
 
 def generate_splits(

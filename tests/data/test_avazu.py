@@ -1,0 +1,106 @@
+"""data=avazu: the shared sample's rows, derived time features, user groups, splits, DCNv2 end to end."""
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsys_lab.data.avazu import ANONYMOUS, AvazuDataModule
+from recsys_lab.data.preprocess.errors import DataError, DatasetNotFoundError
+from recsys_lab.data.preprocess.split import SPLITS
+from recsys_lab.train import run
+from tests.conftest import compose_train
+from tests.data.rawfiles import AVAZU_CLICKS, AVAZU_ROWS, shared_sample, write_lines
+
+
+def avazu(path, tmp_path, **kw) -> AvazuDataModule:
+    kw = {"min_count": 1, "batch_size": 32, "eval_batch_size": 32, **kw}
+    dm = AvazuDataModule(path=str(path), cache_dir=str(tmp_path / "cache"), **kw)
+    dm.setup()
+    return dm
+
+
+def sample_lines() -> list[str]:
+    return shared_sample("avazu_sample.csv").read_text().splitlines()
+
+
+def with_hours(hours: list[int]) -> list[str]:
+    """The sample's header and rows with the ``hour`` column replaced (rows repeat as needed)."""
+    header, *rows = sample_lines()
+    out = [header]
+    for i, h in enumerate(hours):
+        fields = rows[i % len(rows)].split(",")
+        fields[2] = str(h)
+        out.append(",".join(fields))
+    return out
+
+
+def vocab(dm, field: str) -> dict[int, str]:
+    v = pl.read_parquet(dm.cache_path / "vocab.parquet").filter(pl.col("field") == field)
+    return dict(zip(v.get_column("id").to_list(), v.get_column("value").to_list()))
+
+
+def test_sample_rows_labels_features_and_users(tmp_path):
+    dm = avazu(shared_sample("avazu_sample.csv"), tmp_path, split="time", split_fractions=[1.0, 0.0, 0.0])
+    a = dm.split_data("train").arrays
+    assert dm.manifest["rows"]["train"] == AVAZU_ROWS and int(np.asarray(a["click"]).sum()) == AVAZU_CLICKS
+    names = [f.name for f in dm.schema.features]
+    assert names == ["hour", "weekday", *ANONYMOUS] and "id" not in names
+    assert dm.schema.user_feature().name == "device_id"
+    sparse = np.asarray(a["sparse"])
+    # Every row is 2014-10-21 00h, a Tuesday (weekday 1, Monday = 0).
+    assert {vocab(dm, "hour")[i] for i in sparse[:, 0]} == {"0"}
+    assert {vocab(dm, "weekday")[i] for i in sparse[:, 1]} == {"1"}
+    # Row 1: 1000009418151094273,0,14102100,1005,0,1fbe01fe,f3845767,28905ebd,ecad2386,7801e8d9,07d7df22,
+    # a99f214a,ddd2926e,44956a24,1,2,15706,320,50,1722,0,35,-1,79
+    header, first = sample_lines()[0].split(","), sample_lines()[1].split(",")
+    for j, name in enumerate(ANONYMOUS):
+        assert vocab(dm, name)[int(sparse[0, 2 + j])] == first[header.index(name)], name
+    # GAUC groups: one id per distinct device_id; the anonymous a99f214a (89 rows) is the most frequent.
+    user = np.asarray(a["user"])
+    device = [line.split(",")[header.index("device_id")] for line in sample_lines()[1:]]
+    assert len(set(user.tolist())) == len(set(device))
+    assert (user == user[0]).sum() == device.count("a99f214a") == 89
+
+
+def test_time_features_and_bad_hours(tmp_path):
+    hours = [14102100, 14102223, 14102512, 14102612] * 10 + [14103099, 14023001]  # bad: hour 99, 30 February
+    path = write_lines(tmp_path / "train.csv", with_hours(hours))
+    dm = avazu(path, tmp_path, time_features=["hour", "weekday", "weekend"], max_bad_fraction=0.1)
+    assert dm.manifest["bad_rows"]["by_reason"]["bad_value"] == 2
+    assert [f.name for f in dm.schema.features][:3] == ["hour", "weekday", "weekend"]
+    weekdays = set()
+    for s in SPLITS:
+        sp = np.asarray(dm.split_data(s).arrays["sparse"])
+        weekdays |= {vocab(dm, "weekday")[i] for i in sp[:, 1]}
+    assert weekdays == {"1", "2", "5", "6"}  # Tue 21, Wed 22, Sat 25, Sun 26 October 2014
+
+
+def test_time_split_by_hour_boundaries(tmp_path):
+    hours = [14102100 + 100 * d + h for d in range(10) for h in (0, 12)]  # 21..30 October, 2 rows a day
+    path = write_lines(tmp_path / "train", with_hours(hours))
+    dm = avazu(path, tmp_path, split="time", split_time_boundaries=[14102900, 14103000])
+    assert dm.manifest["rows"] == {"train": 16, "val": 2, "test": 2}
+    by_order = avazu(path, tmp_path / "b", split="time", split_fractions=[0.5, 0.25, 0.25])
+    assert by_order.manifest["rows"] == {"train": 10, "val": 5, "test": 5}
+
+
+def test_missing_and_unlabelled_files(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="avazu-ctr-prediction"):
+        avazu(tmp_path / "nowhere", tmp_path)
+    header, *rows = sample_lines()
+    cols = header.split(",")
+    drop = cols.index("click")
+    unlabelled = [",".join(f for i, f in enumerate(line.split(",")) if i != drop) for line in [header, *rows]]
+    with pytest.raises(DataError, match="no click column"):
+        avazu(write_lines(tmp_path / "test", unlabelled), tmp_path)
+
+
+def test_dcnv2_trains_from_the_cli(tmp_path, hydra_ctx):
+    cfg = compose_train(
+        tmp_path, "data=avazu_x4", f"data.path={shared_sample('avazu_sample.csv')}",
+        f"data.cache_dir={tmp_path / 'cache'}", "data.min_count=1", "debug=tiny", "logger=none",
+    )  # fmt: skip
+    m = run(cfg)
+    assert m["data"] == "avazu" and 0 <= m["test/auc"] <= 1 and math.isfinite(m["test/logloss"])
