@@ -34,7 +34,10 @@ def load_embedding_tables(model: nn.Module, path: str | Path, prefix: str = "mod
     for module_name, module in model.named_modules():
         if not isinstance(module, FieldEmbedding):
             continue
+        dense = {id(p) for p in module.dense_parameters()}  # e.g. AMTL's MLPs: not tables
         for param_name, param in module.named_parameters():
+            if id(param) in dense:
+                continue
             name = f"{module_name}.{param_name}" if module_name else param_name
             key = prefix + name
             if key not in source:

@@ -28,6 +28,17 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 Metrics = dict[str, Any]
 
 
+def _mkdir(path: str) -> str:
+    """``${recsys_lab.mkdir:<dir>}``: create ``dir`` and return it (e.g. for a sqlite file's folder
+    that must exist before the Optuna sweeper opens its storage; see conf/sweep/optuna.yaml)."""
+    Path(path).mkdir(parents=True, exist_ok=True)
+    return path
+
+
+if not OmegaConf.has_resolver("recsys_lab.mkdir"):
+    OmegaConf.register_new_resolver("recsys_lab.mkdir", _mkdir)
+
+
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
     """Instantiate every entry of a dict-of-configs group (callbacks, loggers)."""
     if not group:
@@ -116,8 +127,13 @@ def run(cfg: DictConfig) -> Metrics:
             "output_dir": str(output_dir),
         }
     )
+    # Embeddings that keep fewer values than their parameters (AMTL) report the exact count.
+    stored = [m.stored_values() for m in model.modules() if callable(getattr(m, "stored_values", None))]
+    if stored:
+        metrics["params/embedding_stored"] = int(sum(stored))
     metrics = {k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
-    write_json_atomic(output_dir / "metrics.json", metrics)
+    if trainer.is_global_zero:  # under DDP every rank holds the same (gathered) metrics
+        write_json_atomic(output_dir / "metrics.json", metrics)
     if trainer.is_global_zero and cfg.get("print_table", True):
         print_metrics_table(metrics, title=f"{metrics['model']} on {metrics['data']} — {output_dir}")
     return metrics

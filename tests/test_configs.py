@@ -36,8 +36,10 @@ def test_train_config_composes_and_instantiates(tmp_path, group, option):
     if group == "data":
         overrides += data_overrides(option, tmp_path)  # real datasets read small sample files
     cfg = compose_train(tmp_path, *overrides)
-    if group in ("trainer",) and option in ("gpu",):
+    if group == "trainer" and option in ("gpu", "fsdp"):
         assert cfg.trainer.accelerator == "gpu"  # no GPU here: composing is the check
+        if option == "fsdp":
+            assert cfg.trainer.strategy._target_.endswith("FSDPStrategy")
         return
     _datamodule, model, task = build(cfg)
     assert model.num_params() > 0

@@ -62,7 +62,14 @@ class EpochBatchSampler(Sampler[Tensor]):
     """Yields int64 index tensors of one batch each.
 
     Shuffles with a generator seeded by ``seed + epoch`` (Lightning calls :meth:`set_epoch`).
-    Under ``torch.distributed`` each rank takes a disjoint, equally long shard.
+    Under ``torch.distributed`` (world size and rank read when iterating, so a process group set
+    up after the loader was built counts) each rank takes a disjoint shard:
+
+    - shuffled (training): equally long shards, every rank takes the same number of steps, and
+      step k of R ranks sees exactly batch k of one process with ``R x batch_size`` (rank r takes
+      the r-th slice of it); the last ``len % R`` rows of an epoch are left out;
+    - not shuffled (evaluation): contiguous shards covering every row, so metrics gathered over
+      ranks equal the single-process ones.
     """
 
     def __init__(
@@ -77,10 +84,6 @@ class EpochBatchSampler(Sampler[Tensor]):
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if num_replicas is None:
-            num_replicas = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-        if rank is None:
-            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
         self.num_rows = num_rows
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -93,16 +96,38 @@ class EpochBatchSampler(Sampler[Tensor]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _world(self) -> tuple[int, int]:
+        """(num_replicas, rank): the explicit ones, else the process group's at call time."""
+        active = dist.is_available() and dist.is_initialized()
+        replicas = (
+            self.num_replicas if self.num_replicas is not None else (dist.get_world_size() if active else 1)
+        )
+        rank = self.rank if self.rank is not None else (dist.get_rank() if active else 0)
+        if not 0 <= rank < replicas:
+            raise ValueError(f"rank must be in [0, {replicas}), got {rank}")
+        return replicas, rank
+
     def _rows(self) -> Tensor:
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed + self.epoch)
             rows = torch.randperm(self.num_rows, generator=g)
         else:
             rows = torch.arange(self.num_rows)
-        if self.num_replicas > 1:
-            per_rank = self.num_rows // self.num_replicas
-            rows = rows[self.rank * per_rank : (self.rank + 1) * per_rank]
+        replicas, rank = self._world()
+        if replicas > 1 and self.shuffle:
+            # Global batch k = rows[k·G : (k+1)·G], G = R·batch_size; rank r takes its r-th slice.
+            g_size = replicas * self.batch_size
+            full = self.num_rows // g_size * g_size
+            tail = (self.num_rows - full) // replicas  # the last partial global batch, split evenly
+            head = rows[:full].view(-1, replicas, self.batch_size)[:, rank].reshape(-1)  # [full / R]
+            rows = torch.cat([head, rows[full + rank * tail : full + (rank + 1) * tail]])
+        elif replicas > 1:
+            lo, hi = self._eval_bounds(replicas, rank)
+            rows = rows[lo:hi]
         return rows
+
+    def _eval_bounds(self, replicas: int, rank: int) -> tuple[int, int]:
+        return self.num_rows * rank // replicas, self.num_rows * (rank + 1) // replicas
 
     def __iter__(self) -> Iterator[Tensor]:
         rows = self._rows()
@@ -112,7 +137,14 @@ class EpochBatchSampler(Sampler[Tensor]):
             yield rows[start : start + self.batch_size]
 
     def __len__(self) -> int:
-        n = self.num_rows // self.num_replicas if self.num_replicas > 1 else self.num_rows
+        replicas, rank = self._world()
+        if replicas == 1:
+            n = self.num_rows
+        elif self.shuffle:
+            n = self.num_rows // replicas
+        else:
+            lo, hi = self._eval_bounds(replicas, rank)
+            n = hi - lo
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
 

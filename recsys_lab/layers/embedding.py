@@ -30,6 +30,11 @@ class FieldEmbedding(nn.Module):
         """Scalars stored for serving (the table size that matters for memory)."""
         return sum(p.numel() for p in self.parameters())
 
+    def dense_parameters(self) -> list[nn.Parameter]:
+        """Parameters of this module that are not embedding tables (e.g. AMTL's mask MLPs): they
+        get dense gradients and the dense optimiser, and warm starts do not copy them. None here."""
+        return []
+
 
 def _offsets(sizes: list[int]) -> Tensor:
     """int64 ``[F]``: the first row of each field in one concatenated table."""

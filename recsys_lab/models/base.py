@@ -33,8 +33,9 @@ class CTRModel(nn.Module, ABC):
         out: list[nn.Parameter] = []
         for m in self.modules():
             if isinstance(m, FieldEmbedding):
+                dense = {id(p) for p in m.dense_parameters()}
                 for p in m.parameters():
-                    if id(p) not in seen:
+                    if id(p) not in seen and id(p) not in dense:
                         seen.add(id(p))
                         out.append(p)
         return out

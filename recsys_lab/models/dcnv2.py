@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal, get_args
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
 from recsys_lab.data.batch import Batch
 from recsys_lab.data.schema import Schema
+from recsys_lab.layers.apg import APGMLP, APGConfig, as_apg_config, group_field_indices
 from recsys_lab.layers.embedding import EmbeddingFactory
 from recsys_lab.layers.features import FeatureEncoder
 from recsys_lab.layers.interactions import CrossNetwork, ExpertActivation
@@ -36,6 +37,8 @@ class DCNv2(CTRModel):
         expert_activation: g of the low-rank experts.
         hidden_units: hidden widths of the MLP; may be empty only when stacked (a cross-only model).
         activation, dropout, batch_norm: see :class:`~recsys_lab.layers.mlp.MLP`.
+        apg: None for a static MLP, or an :class:`~recsys_lab.layers.apg.APGConfig` (or a mapping
+            of its fields) to make the MLP's hidden layers APG layers (needs hidden_units).
     """
 
     def __init__(
@@ -51,6 +54,7 @@ class DCNv2(CTRModel):
         activation: Activation = "relu",
         dropout: float = 0.0,
         batch_norm: bool = False,
+        apg: APGConfig | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(schema)
         check_choice("DCNv2 structure", structure, get_args(Structure))
@@ -67,7 +71,16 @@ class DCNv2(CTRModel):
         self.encoder = FeatureEncoder(schema, embedding)
         d = self.encoder.flat_dim
         self.cross = CrossNetwork(d, num_cross_layers, low_rank, num_experts, expert_activation)
-        self.mlp = MLP(d, hidden_units, None, activation, dropout, batch_norm)
+        apg_cfg = as_apg_config(apg)
+        if apg_cfg is not None and len(hidden_units) == 0:
+            raise ValueError("DCNv2 with model.apg needs an MLP to adapt: set model.hidden_units")
+        self.apg_fields = group_field_indices(schema, apg_cfg.group_fields) if apg_cfg else []
+        self.mlp: MLP | APGMLP
+        if apg_cfg is None:
+            self.mlp = MLP(d, hidden_units, None, activation, dropout, batch_norm)
+        else:
+            group_dim = len(self.apg_fields) * self.encoder.dim
+            self.mlp = APGMLP(d, hidden_units, None, activation, dropout, batch_norm, apg_cfg, group_dim)
         head_in = self.mlp.out_features if structure == "stacked" else d + self.mlp.out_features
         self.head = nn.Linear(head_in, 1)
 
@@ -75,10 +88,16 @@ class DCNv2(CTRModel):
         """Click logits ``[B]``."""
         x0 = self.encoder(batch)  # [B, d]
         if self.structure == "stacked":
-            h = self.mlp(self.cross(x0))  # [B, hidden[-1]] (or [B, d] without hidden layers)
+            h = self._mlp(self.cross(x0), batch)  # [B, hidden[-1]] (or [B, d] without hidden layers)
         else:
-            h = torch.cat([self.cross(x0), self.mlp(x0)], dim=1)  # [B, d + hidden[-1]]
+            h = torch.cat([self.cross(x0), self._mlp(x0, batch)], dim=1)  # [B, d + hidden[-1]]
         return self.head(h).squeeze(-1)
+
+    def _mlp(self, x: Tensor, batch: Batch) -> Tensor:
+        if isinstance(self.mlp, APGMLP):
+            group = self.encoder.embed(batch)[:, self.apg_fields].flatten(1)  # APG condition [B, |G|·D]
+            return self.mlp(x, group)
+        return self.mlp(x)
 
     def flops_per_example(self) -> int:
         head = 2 * self.head.in_features * self.head.out_features

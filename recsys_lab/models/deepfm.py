@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from torch import Tensor
 
 from recsys_lab.data.batch import Batch
 from recsys_lab.data.schema import Schema
+from recsys_lab.layers.apg import APGMLP, APGConfig, as_apg_config, group_field_indices
 from recsys_lab.layers.embedding import EmbeddingFactory
 from recsys_lab.layers.features import FeatureEncoder, uses_sparse_gradients
 from recsys_lab.layers.interactions import FirstOrder, FirstOrderWeights, FMInteraction
@@ -29,6 +31,8 @@ class DeepFM(CTRModel):
         first_order: ``"table"`` (a learned scalar per id, a full table) or ``"tied"`` (a learned
             vector per field dotted with the shared embedding; no extra table, follows hashed or
             compressed embeddings). See :class:`~recsys_lab.layers.interactions.FirstOrder`.
+        apg: None for a static deep part, or an :class:`~recsys_lab.layers.apg.APGConfig` (or a
+            mapping of its fields) to make its hidden layers APG layers.
     """
 
     def __init__(
@@ -40,6 +44,7 @@ class DeepFM(CTRModel):
         dropout: float = 0.0,
         batch_norm: bool = False,
         first_order: FirstOrderWeights = "table",
+        apg: APGConfig | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(schema)
         if len(hidden_units) == 0:
@@ -52,14 +57,34 @@ class DeepFM(CTRModel):
             schema, first_order, dim=d, sparse_grad=uses_sparse_gradients(self.encoder.embedding)
         )
         self.fm = FMInteraction()
-        self.mlp = MLP(self.encoder.num_tokens * d, hidden_units, 1, activation, dropout, batch_norm)
+        apg_cfg = as_apg_config(apg)
+        self.apg_fields = group_field_indices(schema, apg_cfg.group_fields) if apg_cfg else []
+        self.mlp: MLP | APGMLP
+        if apg_cfg is None:
+            self.mlp = MLP(self.encoder.num_tokens * d, hidden_units, 1, activation, dropout, batch_norm)
+        else:
+            group_dim = len(self.apg_fields) * d
+            self.mlp = APGMLP(
+                self.encoder.num_tokens * d,
+                hidden_units,
+                1,
+                activation,
+                dropout,
+                batch_norm,
+                apg_cfg,
+                group_dim,
+            )
 
     def forward(self, batch: Batch) -> Tensor:
         """Click logits ``[B]``."""
         embedded = self.encoder.embed(batch)  # [B, F, D]
         dense = self.encoder.numeric(batch)  # [B, Dn]
         tokens = self.encoder.tokens(embedded, dense)  # [B, F + Dn, D]
-        deep = self.mlp(tokens.flatten(1)).squeeze(-1)  # [B, (F + Dn)·D] -> [B]
+        if isinstance(self.mlp, APGMLP):
+            group = embedded[:, self.apg_fields].flatten(1)  # [B, |G|·D]
+            deep = self.mlp(tokens.flatten(1), group).squeeze(-1)
+        else:
+            deep = self.mlp(tokens.flatten(1)).squeeze(-1)  # [B, (F + Dn)·D] -> [B]
         return self.first_order(batch.sparse, dense, embedded) + self.fm(tokens) + deep
 
     def flops_per_example(self) -> int:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from torch import Tensor
 
 from recsys_lab.data.batch import Batch
 from recsys_lab.data.schema import Schema
+from recsys_lab.layers.apg import APGMLP, APGConfig, as_apg_config, group_field_indices
 from recsys_lab.layers.embedding import EmbeddingFactory
 from recsys_lab.layers.features import FeatureEncoder
 from recsys_lab.layers.mlp import MLP, Activation
@@ -22,6 +24,8 @@ class DNN(CTRModel):
         embedding: factory for the categorical embedding (the ``embedding`` config group).
         hidden_units: hidden widths of the MLP (at least one); a final Linear maps to the logit.
         activation, dropout, batch_norm: see :class:`~recsys_lab.layers.mlp.MLP`.
+        apg: None for a static MLP, or an :class:`~recsys_lab.layers.apg.APGConfig` (or a mapping
+            of its fields) to make its hidden layers APG layers.
     """
 
     def __init__(
@@ -32,16 +36,29 @@ class DNN(CTRModel):
         activation: Activation = "relu",
         dropout: float = 0.0,
         batch_norm: bool = False,
+        apg: APGConfig | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(schema)
         if len(hidden_units) == 0:
             raise ValueError("DNN needs at least one hidden layer: set model.hidden_units, e.g. [256, 128]")
         self.encoder = FeatureEncoder(schema, embedding)
-        self.mlp = MLP(self.encoder.flat_dim, hidden_units, 1, activation, dropout, batch_norm)
+        apg_cfg = as_apg_config(apg)
+        self.apg_fields = group_field_indices(schema, apg_cfg.group_fields) if apg_cfg else []
+        self.mlp: MLP | APGMLP
+        if apg_cfg is None:
+            self.mlp = MLP(self.encoder.flat_dim, hidden_units, 1, activation, dropout, batch_norm)
+        else:
+            group_dim = len(self.apg_fields) * self.encoder.dim
+            self.mlp = APGMLP(
+                self.encoder.flat_dim, hidden_units, 1, activation, dropout, batch_norm, apg_cfg, group_dim
+            )
 
     def forward(self, batch: Batch) -> Tensor:
         """Click logits ``[B]``."""
         x = self.encoder(batch)  # [B, F·D + Dn]
+        if isinstance(self.mlp, APGMLP):
+            group = self.encoder.embed(batch)[:, self.apg_fields].flatten(1)  # APG condition [B, |G|·D]
+            return self.mlp(x, group).squeeze(-1)
         return self.mlp(x).squeeze(-1)
 
     def flops_per_example(self) -> int:

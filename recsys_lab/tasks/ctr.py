@@ -21,11 +21,12 @@ from torch.optim.lr_scheduler import LRScheduler
 from recsys_lab.data.batch import Batch
 from recsys_lab.metrics import CTRMetrics
 from recsys_lab.models.base import CTRModel
+from recsys_lab.tasks.optim import RowWiseSparseAdam
 
 OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
 
-_SPARSE_ONLY = (torch.optim.SparseAdam,)
+_SPARSE_ONLY = (torch.optim.SparseAdam, RowWiseSparseAdam)
 _NO_SPARSE = (torch.optim.Adam, torch.optim.AdamW, torch.optim.RMSprop, torch.optim.NAdam, torch.optim.RAdam)
 
 
@@ -104,7 +105,9 @@ class CTRTask(L.LightningModule):
     def _check_grad_kind(self, opt: Optimizer, embedding: list[torch.nn.Parameter], key: str) -> None:
         """Fail at start-up, not at the first step, when table gradients and optimiser disagree."""
         sparse_tables = any(
-            getattr(m, "sparse", False) for m in self.model.modules() if isinstance(m, torch.nn.Embedding)
+            getattr(m, "sparse", False)
+            for m in self.model.modules()
+            if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))
         )
         if sparse_tables and isinstance(opt, _NO_SPARSE):
             raise ValueError(

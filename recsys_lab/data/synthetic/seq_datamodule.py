@@ -48,6 +48,47 @@ def build_world(spec: WorldSpec, workers: int = 1) -> tuple[World, EventLog]:
     return world, log
 
 
+def read_teacher_file(path: str) -> dict[str, np.ndarray]:
+    """A logged-predictions file: ``{"log_row": int64 [n] sorted, "<name>": [n] or [n, H]}``."""
+    try:
+        with np.load(path) as f:
+            out = {"log_row": f["log_row"]}
+            out.update({k[4:]: f[k] for k in f.files if k.startswith("col_")})
+    except (OSError, KeyError, ValueError) as err:
+        raise ValueError(
+            f"data.teacher_path={path} is not a readable logged-predictions file ({err}); it is written "
+            "by the DAS stage (recsys_lab.das)"
+        ) from err
+    if len(out) < 2 or np.any(np.diff(out["log_row"]) <= 0):
+        raise ValueError(f"data.teacher_path={path}: needs sorted unique log_row and at least one col_*")
+    return out
+
+
+class LoggedTeacherSamples(WorldSamples):
+    """:class:`WorldSamples` whose batches carry logged teacher predictions in ``Batch.teacher``,
+    looked up by each sample's event-log row (NaN where the file has none)."""
+
+    def __init__(self, *args: Any, teacher: dict[str, np.ndarray]) -> None:
+        super().__init__(*args)
+        rows = teacher["log_row"]
+        pos = np.searchsorted(rows, self.columns.log_row).clip(max=max(rows.size - 1, 0))
+        found = rows.size > 0 and rows[pos] == self.columns.log_row
+        self._teacher_pos = np.where(found, pos, -1)  # [n] row in the file, -1 = none
+        self._teacher = {k: v for k, v in teacher.items() if k != "log_row"}
+
+    def batch(self, index: np.ndarray, privileged: bool = False) -> Batch:
+        batch = super().batch(index, privileged)
+        pos = self._teacher_pos[index]
+        has = pos >= 0
+        teacher = {}
+        for name, col in self._teacher.items():
+            value = col[np.maximum(pos, 0)].astype(np.float32)
+            value[~has] = np.nan
+            teacher[name] = torch.from_numpy(value)
+        batch.teacher = teacher
+        return batch
+
+
 class _SampleDataset(Dataset[Batch]):
     """Samples ``[lo, hi)`` of a :class:`WorldSamples`; indexed by whole-batch index tensors."""
 
@@ -101,6 +142,9 @@ class WorldDataModule(DataModule):
         batch_size, eval_batch_size: training and evaluation batch sizes.
         num_workers: DataLoader workers.
         generation_workers: processes generating the world (the data do not depend on it).
+        teacher_path: a logged-predictions file (``.npz`` written by :mod:`recsys_lab.das`: sorted
+            ``log_row`` plus ``col_<name>`` columns) read into ``Batch.teacher[<name>]`` of every
+            batch (NaN where the file has no row); null = no ``Batch.teacher``.
     """
 
     name = "synthetic_world"
@@ -121,6 +165,7 @@ class WorldDataModule(DataModule):
         eval_batch_size: int = 8192,
         num_workers: int = 0,
         generation_workers: int = 1,
+        teacher_path: str | None = None,
     ) -> None:
         overrides = {k: v for k, v in (world or {}).items() if v is not None}
         self.spec = WorldSpec.from_preset(preset, overrides)
@@ -175,6 +220,7 @@ class WorldDataModule(DataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.generation_workers = generation_workers
+        self.teacher_path = teacher_path
         self._world: World | None = None
         self._samples: WorldSamples | None = None
 
@@ -193,7 +239,11 @@ class WorldDataModule(DataModule):
         if self._samples is not None:
             return
         world, log = build_world(self.spec, self.generation_workers)
-        self._samples = WorldSamples(world, log, self.rows, self.sample_days, self.domains, self.max_history)
+        args = (world, log, self.rows, self.sample_days, self.domains, self.max_history)
+        if self.teacher_path:
+            self._samples = LoggedTeacherSamples(*args, teacher=read_teacher_file(self.teacher_path))
+        else:
+            self._samples = WorldSamples(*args)
         self._world = world
 
     @property
