@@ -85,3 +85,30 @@ def _schema_one_field() -> Schema:
 def test_uses_sparse_gradients() -> None:
     assert uses_sparse_gradients(FullEmbedding(_schema(), dim=2, sparse_grad=True))
     assert not uses_sparse_gradients(HashedEmbedding(_schema(), dim=2, sparse_grad=False))
+
+
+def test_wide_flat_inputs_are_zero_padded_to_a_gemm_friendly_width() -> None:
+    from recsys_lab.layers.features import ALIGN_FROM, FLAT_ALIGN, aligned_width
+
+    assert aligned_width(429) == 432 and aligned_width(432) == 432  # Criteo: 26·16 + 13
+    assert aligned_width(ALIGN_FROM - 1) == ALIGN_FROM - 1  # narrow inputs untouched
+    cats = [Feature(f"c{i}", "categorical", vocab_size=5) for i in range(26)]
+    nums = [Feature(f"n{i}", "numeric") for i in range(13)]
+    enc = FeatureEncoder(Schema(features=(*cats, *nums)), functools.partial(FullEmbedding, dim=16))
+    batch = Batch(
+        dense=torch.randn(4, 13), sparse=torch.randint(0, 5, (4, 26)), labels={"click": torch.zeros(4)}
+    )
+    x = enc(batch)
+    assert enc.flat_dim == 432 and enc.flat_dim % FLAT_ALIGN == 0 and x.shape == (4, 432)
+    assert (x[:, 429:] == 0).all()
+    torch.testing.assert_close(x[:, 416:429], batch.dense)  # real columns first, in order
+
+
+def test_padding_columns_stay_zero_through_the_dcnv2_cross_network() -> None:
+    from recsys_lab.layers.interactions import CrossNetwork
+
+    torch.manual_seed(0)
+    cross = CrossNetwork(432, num_layers=3)
+    x0 = torch.randn(5, 432)
+    x0[:, 429:] = 0
+    assert (cross(x0)[:, 429:] == 0).all()
