@@ -6,7 +6,7 @@ all-candidate segments. On a CUDA machine the same tests run compiled on the GPU
 
 Tolerances (absolute and relative, against the reference run in float32 maths on the same
 inputs): float32 1e-4; float16 2e-2 for the output and 5e-2 for gradients (the kernels feed
-fp16 tiles to the matmuls, as FlashAttention does).
+fp16 tiles to the matmuls, as FlashAttention does); bfloat16 (GPU only) 5e-2 and 1e-1.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from recsys_lab.kernels import Kernel, cama_attention, hstu_attention
 from tests.kernels.jagged_inputs import make_inputs
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
-TOL = {torch.float32: (1e-4, 1e-4), torch.float16: (2e-2, 5e-2)}
+TOL = {torch.float32: (1e-4, 1e-4), torch.float16: (2e-2, 5e-2), torch.bfloat16: (5e-2, 1e-1)}
 
 # (lengths, num_candidates): empty, length-1, all-candidate and non-multiple-of-16 segments
 SHAPES = {
@@ -104,6 +104,21 @@ def test_triton_cama_four_channels():
 def test_triton_matches_reference_longer(op):
     x = make_inputs([130, 0, 77, 1, 64], [10, 0, 0, 1, 64], heads=4, dim=32, dim_v=16, device=DEVICE)
     _compare(op, x, torch.float32, num_channels=2)
+
+
+@pytest.mark.skipif(
+    DEVICE != "cuda",
+    reason="GPU-sized shapes (64-row tiles, users of up to 1000 events, bf16) need a CUDA GPU; "
+    "the interpreter covers the same code paths on the small shapes above",
+)
+@pytest.mark.parametrize(
+    "dtype", [torch.float32, torch.float16, torch.bfloat16], ids=["fp32", "fp16", "bf16"]
+)
+@pytest.mark.parametrize("op", ["hstu", "cama"])
+def test_triton_matches_reference_gpu_sizes(op, dtype):
+    lengths, cands = [1000, 0, 1, 257, 64, 513, 130], [8, 0, 1, 8, 64, 0, 129]
+    x = make_inputs(lengths, cands, heads=4, dim=64, dim_v=64, dtype=dtype, device=DEVICE, seed=11)
+    _compare(op, x, dtype, num_channels=2)
 
 
 def _compare(op: str, x, dtype: torch.dtype, num_channels: int) -> None:
