@@ -35,6 +35,15 @@ class FieldEmbedding(nn.Module):
         get dense gradients and the dense optimiser, and warm starts do not copy them. None here."""
         return []
 
+    def fused_table_values(self) -> int:
+        """Table values held outside ``parameters()`` and trained by their own optimiser (TorchRec
+        tables sharded over ranks); counted as embedding parameters. None here."""
+        return 0
+
+    def shard(self, device: torch.device | None = None) -> None:
+        """Split the tables over the ranks of the default process group (a no-op here; see
+        :class:`~recsys_lab.layers.torchrec_embedding.TorchRecEmbedding`)."""
+
 
 def _offsets(sizes: list[int]) -> Tensor:
     """int64 ``[F]``: the first row of each field in one concatenated table."""

@@ -49,6 +49,7 @@ class CTRModel(nn.Module, ABC):
         total = 0
         if embedding:
             total += sum(p.numel() for p in self.embedding_parameters())
+            total += sum(m.fused_table_values() for m in self.modules() if isinstance(m, FieldEmbedding))
         if dense:
             total += sum(p.numel() for p in self.dense_parameters())
         return total

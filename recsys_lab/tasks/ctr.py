@@ -13,12 +13,14 @@ from typing import Literal
 
 import lightning as L
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from recsys_lab.data.batch import Batch
+from recsys_lab.layers.embedding import FieldEmbedding
 from recsys_lab.metrics import CTRMetrics
 from recsys_lab.models.base import CTRModel
 from recsys_lab.tasks.optim import RowWiseSparseAdam
@@ -82,6 +84,17 @@ class CTRTask(L.LightningModule):
     def loss(self, batch: Batch) -> Tensor:
         logits = self.model(batch)  # [B]
         return F.binary_cross_entropy_with_logits(logits, batch.labels[self.label])
+
+    # -- distribution --------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        """Shard the embedding tables that can be sharded (``embedding=torchrec_sharded``) over the
+        ranks of the process group. Lightning calls this once the group exists and before DDP wraps
+        the model, on every ``fit``/``validate``/``test`` (sharding is done once)."""
+        if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return
+        for module in self.model.modules():
+            if isinstance(module, FieldEmbedding):
+                module.shard(self.trainer.strategy.root_device)
 
     # -- optimisation --------------------------------------------------------------------------
     def configure_optimizers(self) -> list | tuple:
