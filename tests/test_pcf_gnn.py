@@ -205,3 +205,46 @@ def test_pipeline_writes_features_and_ctr_stages_read_them(tmp_path, hydra_ctx):
         widths[name] = cfg_text
         assert 0 <= metrics["test/auc"] <= 1
     assert "columns: exact" in widths["ctr_exact"] and "columns: gnn" in widths["ctr_gnn"]
+
+
+def test_pair_feature_datamodule_appends_centred_logit_columns_in_loader_order(tmp_path):
+    from recsys_lab.data.pair_features import PairFeatureDataModule
+    from recsys_lab.data.synthetic import SyntheticDataModule
+
+    def inner() -> SyntheticDataModule:
+        return SyntheticDataModule(num_train=64, num_val=32, num_test=32, batch_size=16, eval_batch_size=32)
+
+    sizes = {"train": 64, "val": 32, "test": 32}
+    g = torch.Generator().manual_seed(0)
+    saved = {
+        "pairs": ["c1_x_c2", "c3_x_c4"],
+        "prior": 0.25,
+        "splits": {
+            s: {
+                "gnn": torch.rand(n, 2, generator=g),
+                "exact": torch.rand(n, 2, generator=g),
+                "seen": torch.ones(n, 2, dtype=torch.bool),
+            }
+            for s, n in sizes.items()
+        },
+    }
+    path = tmp_path / "pair_features.pt"
+    torch.save(saved, path)
+    plain, joined = inner(), PairFeatureDataModule(inner(), features_file=str(path), columns="exact")
+    assert [f.name for f in joined.schema.features][-2:] == ["pcf_c1_x_c2", "pcf_c3_x_c4"]
+    assert joined.schema.labels == plain.schema.labels and joined.name.endswith("+features")
+    centre = torch.logit(torch.tensor(0.25))
+    for got, want in zip(joined.train_dataloader(), plain.train_dataloader(), strict=True):
+        width = want.dense.shape[1]  # same samples in the same shuffled order, two columns more
+        assert got.dense.shape[1] == width + 2 and torch.equal(got.dense[:, :width], want.dense)
+    test = torch.cat([b.dense[:, -2:] for b in joined.test_dataloader()])  # unshuffled: row order
+    expected = torch.logit(saved["splits"]["test"]["exact"].clamp(1e-4, 1 - 1e-4)) - centre
+    torch.testing.assert_close(test, expected)
+    torch.testing.assert_close(joined.split("test").dense[:, -2:], expected)
+    assert joined.seen("test").shape == (32, 2)
+    assert PairFeatureDataModule(inner(), features_file=str(path), columns="none").schema == plain.schema
+    short = PairFeatureDataModule(
+        SyntheticDataModule(num_train=63, num_val=32, num_test=32), features_file=str(path)
+    )
+    with pytest.raises(ValueError, match="same data config and seed"):
+        short.train_dataloader()

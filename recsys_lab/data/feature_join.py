@@ -1,5 +1,8 @@
 """``data=feature_join``: any datamodule plus precomputed per-sample feature columns in ``Batch.dense``.
 
+:class:`ColumnJoinDataModule` is the shared machinery (also behind ``data=pair_features``,
+:mod:`recsys_lab.data.pair_features`); :class:`FeatureJoinDataModule` reads the columns from files.
+
 A feature writer (e.g. LUM's knowledge querying, :mod:`recsys_lab.lum_features`) stores, per split,
 an array ``[rows of split, K]`` whose row r belongs to the split's r-th sample in the wrapped
 datamodule's dataset order, plus a JSON file naming the K columns. This wrapper appends those
@@ -45,54 +48,55 @@ class _JoinedDataset(Dataset[Batch]):
         return batch
 
 
-class FeatureJoinDataModule(DataModule):
-    """Wrap ``inner`` and append the feature columns stored in ``features_dir``.
+class ColumnJoinDataModule(DataModule):
+    """Base of the wrappers that append per-sample numeric columns to ``inner``'s ``Batch.dense``.
 
-    Args:
-        inner: the wrapped datamodule (its loaders must cut batches from a dataset by index
-            tensors, as every datamodule of this project does).
-        features_dir: directory with ``<prefix>_<split>.npy`` and ``<prefix>.json``; null = none.
-        prefix: file name prefix of the feature files.
+    A subclass says where the columns come from (:meth:`load_columns`: their names and one
+    ``[rows of split, K]`` array per split, row r for the split's r-th sample); this class checks
+    them against the wrapped data, extends the schema with numeric features and wraps ``inner``'s
+    loaders, so batches keep the inner samplers' order, shuffling and resume behaviour.
     """
 
-    def __init__(
-        self, inner: DataModule, features_dir: str | None = None, prefix: str = "lum_features"
-    ) -> None:
+    def __init__(self, inner: DataModule) -> None:
         self.inner = inner
-        self.features_dir = None if features_dir is None else Path(features_dir)
-        self.prefix = prefix
         self.names: list[str] = []
         self._columns: dict[str, np.ndarray] = {}
         self._schema: Schema | None = None
 
+    #: what a row-count mismatch means and how to fix it (end of the error message)
+    mismatch_hint = "the columns were written for other data"
+
+    @property
+    def active(self) -> bool:
+        """Whether columns are appended (False passes the wrapped data through unchanged)."""
+        raise NotImplementedError
+
+    def load_columns(self) -> tuple[list[str], dict[str, np.ndarray]]:
+        """Column names and, per split, a float array ``[rows of split, K]``."""
+        raise NotImplementedError
+
     @property
     def name(self) -> str:  # type: ignore[override]
-        return self.inner.name + ("+features" if self.features_dir is not None else "")
+        return self.inner.name + ("+features" if self.active else "")
 
     def setup(self) -> None:
         if self._schema is not None:
             return
         self.inner.setup()
         schema = self.inner.schema
-        if self.features_dir is not None:
-            meta_file = self.features_dir / f"{self.prefix}.json"
-            if not meta_file.is_file():
-                raise FileNotFoundError(
-                    f"feature_join: {meta_file} does not exist; run the feature-writing stage first or "
-                    "point data.features_dir at its output directory"
-                )
-            meta = json.loads(meta_file.read_text())
-            self.names = list(meta["names"])
+        if self.active:
+            self.names, self._columns = self.load_columns()
             taken = {f.name for f in schema.features} & set(self.names)
             if taken:
-                raise ValueError(f"feature_join: columns {sorted(taken)} already exist in the wrapped schema")
+                raise ValueError(
+                    f"{type(self).__name__}: columns {sorted(taken)} already exist in the wrapped schema"
+                )
             for split in SPLITS:
-                cols = np.load(self.features_dir / f"{self.prefix}_{split}.npy", mmap_mode="r")
-                if cols.shape[1] != len(self.names):
+                if self._columns[split].shape[1] != len(self.names):
                     raise ValueError(
-                        f"feature_join: {split} features have {cols.shape[1]} columns, names {len(self.names)}"
+                        f"{type(self).__name__}: {split} has {self._columns[split].shape[1]} columns for "
+                        f"{len(self.names)} names"
                     )
-                self._columns[split] = cols
             schema = Schema(
                 features=(*schema.features, *(Feature(n, FeatureKind.NUMERIC) for n in self.names)),
                 labels=schema.labels,
@@ -107,15 +111,14 @@ class FeatureJoinDataModule(DataModule):
         return self._schema
 
     def _wrap(self, loader: DataLoader, split: str) -> DataLoader:
-        if self.features_dir is None:
+        if not self.active:
             return loader
         columns = self._columns[split]
         rows = len(loader.dataset)  # type: ignore[arg-type]
         if rows != columns.shape[0]:
             raise ValueError(
-                f"feature_join: the {split} split has {rows} rows but {self.features_dir} holds features for "
-                f"{columns.shape[0]}; the features were written for other data — the wrapped data config "
-                "(data.inner.*) must equal the one the feature stage read"
+                f"{type(self).__name__}: the {split} split has {rows} rows but the joined columns have "
+                f"{columns.shape[0]}; {self.mismatch_hint}"
             )
         return DataLoader(
             _JoinedDataset(loader.dataset, columns),
@@ -140,3 +143,42 @@ class FeatureJoinDataModule(DataModule):
 
     def oracle_metrics(self, split: str) -> dict[str, float]:
         return self.inner.oracle_metrics(split)
+
+
+class FeatureJoinDataModule(ColumnJoinDataModule):
+    """Wrap ``inner`` and append the feature columns stored in ``features_dir``.
+
+    Args:
+        inner: the wrapped datamodule (its loaders must cut batches from a dataset by index
+            tensors, as every datamodule of this project does).
+        features_dir: directory with ``<prefix>_<split>.npy`` and ``<prefix>.json``; null = none.
+        prefix: file name prefix of the feature files.
+    """
+
+    mismatch_hint = (
+        "the features were written for other data — the wrapped data config (data.inner.*) must "
+        "equal the one the feature stage read"
+    )
+
+    def __init__(
+        self, inner: DataModule, features_dir: str | None = None, prefix: str = "lum_features"
+    ) -> None:
+        super().__init__(inner)
+        self.features_dir = None if features_dir is None else Path(features_dir)
+        self.prefix = prefix
+
+    @property
+    def active(self) -> bool:
+        return self.features_dir is not None
+
+    def load_columns(self) -> tuple[list[str], dict[str, np.ndarray]]:
+        assert self.features_dir is not None
+        meta_file = self.features_dir / f"{self.prefix}.json"
+        if not meta_file.is_file():
+            raise FileNotFoundError(
+                f"feature_join: {meta_file} does not exist; run the feature-writing stage first or "
+                "point data.features_dir at its output directory"
+            )
+        names = list(json.loads(meta_file.read_text())["names"])
+        columns = {s: np.load(self.features_dir / f"{self.prefix}_{s}.npy", mmap_mode="r") for s in SPLITS}
+        return names, columns

@@ -1,4 +1,4 @@
-"""``data=pair_features``: any datamodule with ``split(name)``, plus pair statistics as dense features.
+"""``data=pair_features``: any datamodule plus pair statistics as dense features.
 
 Reads the ``pair_features.pt`` written by the PCF-GNN pre-training stage
 (:func:`recsys_lab.tasks.pcf.pretrain_stage`) and appends one numeric column per chosen field pair
@@ -18,110 +18,70 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from recsys_lab.data.datamodule import SPLITS, DataModule, TableSplit, table_loader
-from recsys_lab.data.schema import Feature, Schema
+from recsys_lab.data.datamodule import SPLITS, DataModule, TableSplit
+from recsys_lab.data.feature_join import ColumnJoinDataModule
 
 Columns = Literal["gnn", "exact", "none"]
 
 
-class PairFeatureDataModule(DataModule):
+class PairFeatureDataModule(ColumnJoinDataModule):
     """Args:
-    inner: the wrapped datamodule (must have ``split(name) -> TableSplit``, ``batch_size``,
-        ``eval_batch_size``; e.g. ``data/synthetic``).
+    inner: the wrapped datamodule (e.g. ``data/synthetic``).
     features_file: ``pair_features.pt`` of a pcf stage, or None for no extra columns.
     columns: which statistics to append: ``gnn``, ``exact`` or ``none``.
     """
 
+    mismatch_hint = "run the pcf stage and this stage with the same data config and seed"
+
     def __init__(self, inner: DataModule, features_file: str | None = None, columns: Columns = "gnn") -> None:
         if columns not in ("gnn", "exact", "none"):
             raise ValueError(f"data.columns must be gnn, exact or none, got {columns!r}")
-        if not callable(getattr(inner, "split", None)):
-            raise ValueError(
-                f"data=pair_features wraps a datamodule with split(name); {type(inner).__name__} has none"
-            )
-        self.inner = inner
+        super().__init__(inner)
         self.features_file = features_file
         self.columns = columns
-        self.name = inner.name
-        self._splits: dict[str, TableSplit] = {}
-        self._schema: Schema | None = None
-        self._pairs: list[str] = []
         self._seen: dict[str, torch.Tensor] = {}
 
     @property
     def active(self) -> bool:
         return self.features_file is not None and self.columns != "none"
 
-    def _load(self) -> dict:
+    def load_columns(self) -> tuple[list[str], dict[str, np.ndarray]]:
         path = Path(str(self.features_file))
         if not path.is_file():
             raise FileNotFoundError(
                 f"data.features_file={path} does not exist; point it at the pair_features.pt written by the "
                 "pcf stage of pipeline=pcf_gnn (e.g. ${stage:pcf,features_file})"
             )
-        return torch.load(path, map_location="cpu", weights_only=False)
-
-    @property
-    def schema(self) -> Schema:
-        if self._schema is None:
-            self.setup()
-        assert self._schema is not None
-        return self._schema
-
-    def setup(self) -> None:
-        if self._splits:
-            return
-        self.inner.setup()
-        base = self.inner.schema
-        if not self.active:
-            self._schema = base
-            self._splits = {s: self.inner.split(s) for s in SPLITS}  # type: ignore[attr-defined]
-            return
-        saved = self._load()
-        self._pairs = list(saved["pairs"])
+        saved = torch.load(path, map_location="cpu", weights_only=False)
         centre = torch.logit(torch.tensor(float(saved["prior"])))
-        splits = {}
+        columns = {}
         for s in SPLITS:
-            table: TableSplit = self.inner.split(s)  # type: ignore[attr-defined]
-            feats = saved["splits"][s][self.columns]  # [N, P]
-            if feats.shape[0] != len(table):
-                raise ValueError(
-                    f"{self.features_file} has {feats.shape[0]} {s} rows but the data has {len(table)}: run the "
-                    "pcf stage and this stage with the same data config and seed"
-                )
-            extra = torch.logit(feats.clamp(1e-4, 1 - 1e-4)) - centre  # [N, P]
-            splits[s] = TableSplit(
-                dense=torch.cat([table.dense, extra.float()], 1),
-                sparse=table.sparse,
-                labels=table.labels,
-                user=table.user,
-                extras=table.extras,
-            )
+            feats = saved["splits"][s][self.columns]  # [N, P] pair CTRs
+            columns[s] = (torch.logit(feats.clamp(1e-4, 1 - 1e-4)) - centre).float().numpy()
             self._seen[s] = saved["splits"][s]["seen"]
-        self._splits = splits
-        self._schema = Schema((*base.features, *(Feature(f"pcf_{p}", "numeric") for p in self._pairs)))
+        return [f"pcf_{p}" for p in saved["pairs"]], columns
 
     def split(self, name: str) -> TableSplit:
+        """The wrapped data's split with the pair columns appended (needs ``inner.split``)."""
         self.setup()
-        return self._splits[name]
+        if not callable(getattr(self.inner, "split", None)):
+            raise ValueError(f"{type(self.inner).__name__} has no split(name) to append pair columns to")
+        table: TableSplit = self.inner.split(name)  # type: ignore[attr-defined]
+        if not self.active:
+            return table
+        extra = torch.from_numpy(np.ascontiguousarray(self._columns[name]))
+        return TableSplit(
+            dense=torch.cat([table.dense, extra], 1),
+            sparse=table.sparse,
+            labels=table.labels,
+            user=table.user,
+            extras=table.extras,
+        )
 
     def seen(self, name: str) -> torch.Tensor | None:
         """bool ``[N, P]``: whether each sample's chosen pairs occur in training (None when inactive)."""
         self.setup()
         return self._seen.get(name)
-
-    def train_dataloader(self) -> DataLoader:
-        seed = int(getattr(getattr(self.inner, "spec", None), "seed", 0))
-        return table_loader(self.split("train"), self.inner.batch_size, shuffle=True, seed=seed)  # type: ignore[attr-defined]
-
-    def val_dataloader(self) -> DataLoader:
-        return table_loader(self.split("val"), self.inner.eval_batch_size, shuffle=False)  # type: ignore[attr-defined]
-
-    def test_dataloader(self) -> DataLoader:
-        return table_loader(self.split("test"), self.inner.eval_batch_size, shuffle=False)  # type: ignore[attr-defined]
-
-    def oracle_metrics(self, split: str) -> dict[str, float]:
-        return self.inner.oracle_metrics(split)
