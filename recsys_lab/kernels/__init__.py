@@ -7,6 +7,8 @@ One public function per op checks its inputs and dispatches on :class:`Kernel`:
   registered as ``torch.library`` custom ops so they work under ``torch.compile``. Triton is an
   optional dependency, imported only when this path is asked for.
 - ``Kernel.FLEX``: ``torch.nn.attention.flex_attention`` with a block mask (``flex.py``).
+- ``Kernel.PADDED``: the reference maths batched over users on ``[B, H, L, L]`` blocks padded to
+  the longest segment (``padded.py``): fast on CPUs, memory quadratic in the longest segment.
 
 See docs/kernels.md for the exact maths and the masks.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from recsys_lab.kernels.dispatch import Kernel, as_kernel, check_cama, check_hstu, triton_available
+from recsys_lab.kernels.padded import cama_attention_padded, hstu_attention_padded
 from recsys_lab.kernels.reference import (
     cama_attention_reference,
     hstu_attention_reference,
@@ -26,8 +29,10 @@ __all__ = [
     "Kernel",
     "as_kernel",
     "cama_attention",
+    "cama_attention_padded",
     "cama_attention_reference",
     "hstu_attention",
+    "hstu_attention_padded",
     "hstu_attention_reference",
     "time_bucket",
     "triton_available",
@@ -69,6 +74,10 @@ def hstu_attention(
     check_hstu(q, k, v, offsets, timestamps, num_candidates, pos_bias, time_bias, scale)
     if kernel is Kernel.REFERENCE:
         return hstu_attention_reference(
+            q, k, v, offsets, timestamps, num_candidates, pos_bias, time_bias, float(scale)
+        )
+    if kernel is Kernel.PADDED:
+        return hstu_attention_padded(
             q, k, v, offsets, timestamps, num_candidates, pos_bias, time_bias, float(scale)
         )
     if kernel is Kernel.TRITON:
@@ -114,6 +123,10 @@ def cama_attention(
     check_cama(q, k, v, offsets, timestamps, actions, num_candidates, num_channels, scale)
     if kernel is Kernel.REFERENCE:
         return cama_attention_reference(
+            q, k, v, offsets, timestamps, actions, num_candidates, num_channels, float(scale)
+        )
+    if kernel is Kernel.PADDED:
+        return cama_attention_padded(
             q, k, v, offsets, timestamps, actions, num_candidates, num_channels, float(scale)
         )
     if kernel is Kernel.TRITON:

@@ -24,6 +24,7 @@ class Kernel(enum.StrEnum):
     REFERENCE = "reference"  # plain PyTorch, one segment at a time
     TRITON = "triton"  # fused Triton forward + backward (optional dependency)
     FLEX = "flex"  # torch FlexAttention with a block mask
+    PADDED = "padded"  # plain PyTorch batched over users on blocks padded to the longest segment
 
 
 def as_kernel(kernel: Kernel | str) -> Kernel:

@@ -3,11 +3,9 @@ a top-k mixture-of-experts FFN. The attention itself is the kernel op of
 :mod:`recsys_lab.kernels` (``kernel=reference`` is plain PyTorch, one segment at a time;
 ``triton`` / ``flex`` when available).
 
-``kernel=padded`` selects the batched padded computation of this module
-(:func:`hstu_attention_padded`, :func:`cama_attention_padded`): the same maths on
-``[B, L, L]`` per-user score blocks padded to the longest segment of the batch. It is what makes CPU
-training fast enough (the jagged reference loops over users in Python), and tests check that it
-agrees with the jagged reference.
+``kernel=padded`` (``Kernel.PADDED``) batches the same maths over users on score blocks padded to
+the longest segment of the batch: what makes CPU training fast enough (the jagged reference loops
+over users in Python).
 
 N = tokens of the packed batch, B = segments, L = longest segment, d = model width, H = heads.
 """
@@ -18,101 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recsys_lab.kernels import Kernel, as_kernel, cama_attention, hstu_attention, time_bucket
+from recsys_lab.kernels import Kernel, as_kernel, cama_attention, hstu_attention
 from recsys_lab.layers.sequence import PackedSequence
-
-PADDED = "padded"
-"""Layer-level option beside the kernel enum: batched padded attention (this module)."""
-
-
-def _kernel_choice(kernel: str) -> Kernel | str:
-    return PADDED if str(kernel).lower() == PADDED else as_kernel(kernel)
-
-
-def _padded_index(offsets: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """For jagged segments: ``(rows [B, L], mask [B, L], lengths [B], positions [L])``.
-
-    ``rows[b, p]`` is the token row of position p of segment b (0 where ``mask`` is False).
-    """
-    lengths = offsets[1:] - offsets[:-1]  # [B]
-    longest = int(lengths.max()) if lengths.numel() > 0 else 0
-    pos = torch.arange(longest, device=offsets.device)  # [L]
-    mask = pos[None, :] < lengths[:, None]  # [B, L]
-    rows = torch.where(mask, offsets[:-1, None] + pos[None, :], torch.zeros_like(mask, dtype=torch.long))
-    return rows, mask, lengths, pos
-
-
-def _candidate_flags(mask: Tensor, lengths: Tensor, num_candidates: Tensor, pos: Tensor) -> Tensor:
-    """bool ``[B, L]``: position p of segment b is one of its candidates."""
-    return mask & (pos[None, :] >= (lengths - num_candidates)[:, None])
-
-
-def hstu_attention_padded(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    offsets: Tensor,
-    timestamps: Tensor,
-    num_candidates: Tensor,
-    pos_bias: Tensor,
-    time_bias: Tensor,
-    scale: float,
-) -> Tensor:
-    """:func:`recsys_lab.kernels.hstu_attention` computed on padded ``[B, H, L, L]`` blocks.
-
-    ``q, k`` ``[N, H, Dqk]``, ``v`` ``[N, H, Dv]`` -> ``[N, H, Dv]``.
-    """
-    rows, mask, lengths, pos = _padded_index(offsets)
-    if rows.numel() == 0:
-        return v.new_zeros(v.shape) + 0 * (q.sum() + k.sum() + pos_bias.sum() + time_bias.sum())
-    qp, kp, vp = (t[rows].transpose(1, 2) for t in (q, k, v))  # [B, H, L, D]
-    scores = scale * (qp @ kp.transpose(-1, -2))  # [B, H, L, L]
-    rel = (pos[:, None] - pos[None, :]).clamp(0, pos_bias.shape[1] - 1)  # [L, L]
-    ts = timestamps[rows]  # [B, L]
-    tb = time_bucket(ts[:, :, None] - ts[:, None, :], time_bias.shape[1])  # [B, L, L]
-    a = scores + pos_bias[:, rel][None] + time_bias[:, tb].transpose(0, 1)  # [B, H, L, L]
-    cand = _candidate_flags(mask, lengths, num_candidates, pos)  # [B, L]
-    eye = torch.eye(rows.shape[1], dtype=torch.bool, device=q.device)
-    vis = (pos[None, :] <= pos[:, None])[None] & mask[:, None, :] & mask[:, :, None]  # [B, L, L]
-    vis = vis & (~cand[:, None, :] | eye[None])  # candidates are seen by themselves only
-    w = torch.where(vis[:, None], F.silu(a), torch.zeros((), dtype=a.dtype, device=a.device))
-    w = w / lengths.clamp(min=1).to(a.dtype)[:, None, None, None]
-    out = (w @ vp).transpose(1, 2)  # [B, L, H, Dv]
-    return out[mask]  # rows of the mask are the jagged token order
-
-
-def cama_attention_padded(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    offsets: Tensor,
-    timestamps: Tensor,
-    actions: Tensor,
-    num_candidates: Tensor,
-    num_channels: int,
-    scale: float,
-) -> Tensor:
-    """:func:`recsys_lab.kernels.cama_attention` computed on padded ``[B, H, L, L]`` blocks.
-
-    ``q, k`` ``[N, H, Dqk]``, ``v`` ``[N, H, Dv]`` -> ``[N, H, Dv]``.
-    """
-    rows, mask, lengths, pos = _padded_index(offsets)
-    if rows.numel() == 0:
-        return v.new_zeros(v.shape) + 0 * (q.sum() + k.sum())
-    h = q.shape[1]
-    qp, kp, vp = (t[rows].transpose(1, 2) for t in (q, k, v))  # [B, H, L, D]
-    scores = scale * (qp @ kp.transpose(-1, -2))  # [B, H, L, L]
-    ts, act = timestamps[rows], actions[rows]  # [B, L]
-    cand = _candidate_flags(mask, lengths, num_candidates, pos)
-    earlier = (ts[:, None, :] < ts[:, :, None]) & (mask & ~cand)[:, None, :]  # [B, L(i), L(j)]
-    bits = [torch.ones_like(mask)] + [((act >> (c - 1)) & 1).bool() for c in range(1, num_channels)]
-    chan = torch.stack(bits, dim=1)  # [B, C, L] key j has channel c's action
-    vis = earlier[:, None] & chan[:, :, None, :]  # [B, C, L, L]
-    vis[..., 0] = True  # the sink (and a harmless key for padded rows)
-    vis = vis.repeat_interleave(h // num_channels, dim=1)  # [B, H, L, L]
-    p = torch.softmax(scores.masked_fill(~vis, float("-inf")), dim=-1)
-    out = (p @ vp).transpose(1, 2)  # [B, L, H, Dv]
-    return out[mask]
 
 
 class HSTULayer(nn.Module):
@@ -154,7 +59,7 @@ class HSTULayer(nn.Module):
                 f"dim={dim}, num_heads={num_heads}, qk_dim={qk_dim}, v_dim={v_dim}, "
                 f"num_positions={num_positions}, time_buckets={time_buckets}"
             )
-        self.kernel = _kernel_choice(kernel)
+        self.kernel = as_kernel(kernel)
         self.dim, self.num_heads, self.qk_dim, self.v_dim = dim, num_heads, qk_dim, v_dim
         self.scale = qk_dim**-0.5
         self.norm_in = nn.LayerNorm(dim)
@@ -180,10 +85,7 @@ class HSTULayer(nn.Module):
             self.pos_bias,
             self.time_bias,
         )
-        if self.kernel == PADDED:
-            attn = hstu_attention_padded(*args, scale=self.scale)
-        else:
-            attn = hstu_attention(*args, scale=self.scale, kernel=self.kernel)
+        attn = hstu_attention(*args, scale=self.scale, kernel=self.kernel)
         attn = attn.reshape(n, h * self.v_dim)  # [N, H·Dv]
         return x + self.out(self.dropout(self.norm_attn(attn) * u))
 
@@ -297,7 +199,7 @@ class CamABlock(nn.Module):
                 f"channels={num_channels} (1 content + one per action type). Set model.num_heads to a "
                 f"multiple of {num_channels}."
             )
-        self.kernel = _kernel_choice(kernel)
+        self.kernel = as_kernel(kernel)
         self.num_heads, self.head_dim, self.num_channels = num_heads, head_dim, num_channels
         width = num_heads * head_dim
         self.norm_attn = nn.LayerNorm(dim)
@@ -328,10 +230,7 @@ class CamABlock(nn.Module):
             packed.actions,
             packed.num_candidates,
         )
-        if self.kernel == PADDED:
-            attn = cama_attention_padded(*args, num_channels=self.num_channels, scale=dh**-0.5)
-        else:
-            attn = cama_attention(*args, num_channels=self.num_channels, scale=dh**-0.5, kernel=self.kernel)
+        attn = cama_attention(*args, num_channels=self.num_channels, scale=dh**-0.5, kernel=self.kernel)
         attn = attn.reshape(n, h * dh)  # [N, H·Dh]
         x = x + self.dropout(self.out(attn))
         return x + self.dropout(self.ffn(self.norm_ffn(x)))
@@ -345,12 +244,9 @@ class CamABlock(nn.Module):
 
 
 __all__ = [
-    "PADDED",
     "CamABlock",
     "FeedForward",
     "HSTULayer",
     "Kernel",
     "TopKMoE",
-    "cama_attention_padded",
-    "hstu_attention_padded",
 ]

@@ -6,14 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recsys_lab.kernels import cama_attention, hstu_attention
-from recsys_lab.layers.attention import (
-    CamABlock,
-    HSTULayer,
-    TopKMoE,
-    cama_attention_padded,
-    hstu_attention_padded,
-)
+from recsys_lab.kernels import cama_attention, cama_attention_padded, hstu_attention, hstu_attention_padded
+from recsys_lab.layers.attention import CamABlock, HSTULayer, TopKMoE
 from recsys_lab.layers.sequence import PackedSequence
 
 
