@@ -276,3 +276,19 @@ def test_ddp_with_sharded_torchrec_tables_matches_one_unsharded_process(tmp_path
     assert sum(".fused_optimizer." in k for k in sharded_ckpt) == len(tables)
     # and the tables trained (initial N(0, 0.01²); Adagrad's first step moves a touched value by lr)
     assert max(float(sharded_ckpt[k].abs().max()) for k in tables) > float(lr)
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_ddp_sharded_resume_reproduces_the_uninterrupted_run(tmp_path):
+    """2 epochs straight against 1 epoch + resume from last.ckpt, tables sharded over 2 ranks: the
+    checkpoint must carry every rank's tables and fused Adagrad state."""
+    sharded = ("embedding=torchrec_sharded", "embedding.optimizer=adagrad", "embedding.lr=0.05")
+    full = _train_ddp(tmp_path / "full", *sharded, "trainer.max_epochs=2")
+    first = _train_ddp(tmp_path / "part", *sharded)  # SMALL: one epoch
+    assert first["epochs"] == 1
+    last = tmp_path / "part" / "checkpoints" / "last.ckpt"
+    resumed = _train_ddp(tmp_path / "resumed", *sharded, "trainer.max_epochs=2", f"ckpt_path={last}")
+    assert resumed["global_step"] == full["global_step"] == 2 * first["global_step"]
+    for key in ("val/auc", "test/auc", "test/logloss", "test/gauc"):
+        assert resumed[key] == pytest.approx(full[key], abs=1e-6), key
