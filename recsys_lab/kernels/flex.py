@@ -84,6 +84,7 @@ def cama_attention_flex(
 ) -> Tensor:
     """CamA through ``flex_attention``. ``q, k``: ``[N, H, D]``, ``v``: ``[N, H, Dv]`` → ``[N, H, Dv]``."""
     n, h, _ = q.shape
+    check_flex_dims(q, v)
     if n == 0:
         return v.new_zeros(v.shape) + 0 * (q.sum() + k.sum())
     block_mask = cama_block_mask(offsets, timestamps, actions, num_candidates, h, num_channels)
@@ -97,6 +98,16 @@ def cama_attention_flex(
             warnings.filterwarnings("ignore", message="flex_attention called without torch.compile")
             out = flex_attention(qh, kh, vh, block_mask=block_mask, scale=scale)
     return out[0].transpose(0, 1)  # [N, H, Dv]
+
+
+def check_flex_dims(q: Tensor, v: Tensor) -> None:
+    """The compiled CUDA FlexAttention kernel needs head dims of at least 16 (``tl.dot``)."""
+    if q.device.type == "cuda" and min(q.shape[-1], v.shape[-1]) < 16:
+        raise ValueError(
+            f"cama_attention: kernel=flex on CUDA needs head dims >= 16 (FlexAttention's compiled "
+            f"kernel), got q/k {q.shape[-1]} and v {v.shape[-1]}; widen the heads (model.head_dim) or "
+            "use kernel=triton / kernel=reference"
+        )
 
 
 @functools.cache

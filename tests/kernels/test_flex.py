@@ -12,7 +12,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def test_flex_cama_matches_reference():
-    x = make_inputs([21, 0, 1, 37], [3, 0, 1, 5], heads=4, dim=16, dim_v=8, device=DEVICE)
+    x = make_inputs([21, 0, 1, 37], [3, 0, 1, 5], heads=4, dim=16, dim_v=16, device=DEVICE)
     grad = DEVICE == "cuda"  # torch 2.13 FlexAttention has no backward on CPU
     q, k, v = (t.detach().requires_grad_(grad) for t in (x.q, x.k, x.v))
     args = (x.offsets, x.timestamps, x.actions, x.num_candidates)
@@ -41,3 +41,20 @@ def test_flex_hstu_is_not_available_with_a_clear_message():
             scale=1.0,
             kernel="flex",
         )
+
+
+def test_flex_small_heads_on_cuda_are_refused_with_the_alternatives():
+    from recsys_lab.kernels.flex import check_flex_dims
+
+    q, v = torch.empty(4, 2, 16, device="meta"), torch.empty(4, 2, 8, device="meta")
+    check_flex_dims(q, v)  # not CUDA: eager FlexAttention takes any width
+    with pytest.raises(ValueError, match=r">= 16.*kernel=triton"):
+        check_flex_dims(_OnCuda(q), _OnCuda(v))
+
+
+class _OnCuda:
+    """A tensor stand-in that reports a CUDA device (the check reads only device and shape)."""
+
+    def __init__(self, t: torch.Tensor) -> None:
+        self.shape = t.shape
+        self.device = torch.device("cuda")
