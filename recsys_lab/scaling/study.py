@@ -280,6 +280,9 @@ def _plot(
         ax.plot(xs, ys, "o", color=colour, label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    # ranges under a decade get labelled minor ticks, which collide unless turned and shrunk
+    ax.tick_params(axis="both", which="both", labelsize=7)
+    ax.tick_params(axis="x", which="both", labelrotation=35)
     ax.set_xlabel(x_key)
     ax.set_ylabel(study.y)
     ax.set_title(f"{study.name}: {study.y} vs {x_key}")
