@@ -101,8 +101,8 @@ STUDIES: dict[str, StudySpec] = {
         notes=(
             "Every point gets the same number of steps and samples whatever its history length, "
             "so this compares equal sample budgets (not equal compute), far from convergence.",
-            "The `flops/*` columns do not follow K: GRAB counts its FLOPs at its own "
-            "`model.max_history` (null here, so a nominal 64 events), not at `data.max_history`.",
+            "`flops/*` are counted at K (`model.max_history` defaults to `data.max_history`), "
+            "the cap, not the mean history length; users with shorter histories cost less.",
         ),
     ),
     "hstu_grab_compute": StudySpec(
