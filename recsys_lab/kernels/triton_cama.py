@@ -22,7 +22,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from recsys_lab.kernels.triton_hstu import _max, _pad, _sum, block_sizes
+from recsys_lab.kernels.triton_hstu import _load_rows, _max, _pad, _store_rows, _sum, block_sizes
 
 
 @triton.jit
@@ -81,11 +81,7 @@ def _cama_fwd(
     offs_d = tl.arange(0, BD)
     offs_dv = tl.arange(0, BDV)
     rows_m = start + offs_m
-    q = tl.load(
-        Q + rows_m[:, None] * stride_qn + h * stride_qh + offs_d[None, :],
-        mask=mask_m[:, None] & (offs_d < D)[None, :],
-        other=0.0,
-    )
+    q = _load_rows(Q, rows_m, stride_qn, h * stride_qh, offs_d, D, mask_m)
     ts_i = tl.load(TS + rows_m, mask=mask_m, other=0)
     m_i = tl.full([BM], float("-inf"), dtype=tl.float32)
     l_i = tl.full([BM], 0.0, tl.float32)
@@ -97,16 +93,8 @@ def _cama_fwd(
             offs_n = n0 + tl.arange(0, BN)
             mask_n = offs_n < length
             rows_n = start + offs_n
-            k = tl.load(
-                K + rows_n[:, None] * stride_kn + h * stride_kh + offs_d[None, :],
-                mask=mask_n[:, None] & (offs_d < D)[None, :],
-                other=0.0,
-            )
-            v = tl.load(
-                V + rows_n[:, None] * stride_vn + h * stride_vh + offs_dv[None, :],
-                mask=mask_n[:, None] & (offs_dv < DV)[None, :],
-                other=0.0,
-            )
+            k = _load_rows(K, rows_n, stride_kn, h * stride_kh, offs_d, D, mask_n)
+            v = _load_rows(V, rows_n, stride_vn, h * stride_vh, offs_dv, DV, mask_n)
             ts_j = tl.load(TS + rows_n, mask=mask_n, other=0)
             bits_j = tl.load(BITS + rows_n, mask=mask_n, other=0)
             vis = _tile_visible(offs_m, offs_n, mask_m, length, hist, ts_i, ts_j, bits_j, c)
@@ -121,11 +109,7 @@ def _cama_fwd(
             m_i = m_new
     l_safe = tl.where(l_i > 0, l_i, 1.0)
     out = acc / l_safe[:, None]
-    tl.store(
-        Out + rows_m[:, None] * stride_on + h * stride_oh + offs_dv[None, :],
-        out.to(Out.dtype.element_ty),
-        mask=mask_m[:, None] & (offs_dv < DV)[None, :],
-    )
+    _store_rows(Out, rows_m, stride_on, h * stride_oh, offs_dv, DV, mask_m, out.to(Out.dtype.element_ty))
     tl.store(LSE + rows_m * stride_ln + h, m_i + tl.log(l_safe), mask=mask_m)
 
 
@@ -180,16 +164,8 @@ def _cama_bwd_dq(
     offs_d = tl.arange(0, BD)
     offs_dv = tl.arange(0, BDV)
     rows_m = start + offs_m
-    q = tl.load(
-        Q + rows_m[:, None] * stride_qn + h * stride_qh + offs_d[None, :],
-        mask=mask_m[:, None] & (offs_d < D)[None, :],
-        other=0.0,
-    )
-    do = tl.load(
-        DO + rows_m[:, None] * stride_don + h * stride_doh + offs_dv[None, :],
-        mask=mask_m[:, None] & (offs_dv < DV)[None, :],
-        other=0.0,
-    )
+    q = _load_rows(Q, rows_m, stride_qn, h * stride_qh, offs_d, D, mask_m)
+    do = _load_rows(DO, rows_m, stride_don, h * stride_doh, offs_dv, DV, mask_m)
     ts_i = tl.load(TS + rows_m, mask=mask_m, other=0)
     lse = tl.load(LSE + rows_m * stride_ln + h, mask=mask_m, other=0.0)
     delta = tl.load(DELTA + rows_m * stride_ln + h, mask=mask_m, other=0.0)
@@ -201,16 +177,8 @@ def _cama_bwd_dq(
             offs_n = n0 + tl.arange(0, BN)
             mask_n = offs_n < length
             rows_n = start + offs_n
-            k = tl.load(
-                K + rows_n[:, None] * stride_kn + h * stride_kh + offs_d[None, :],
-                mask=mask_n[:, None] & (offs_d < D)[None, :],
-                other=0.0,
-            )
-            v = tl.load(
-                V + rows_n[:, None] * stride_vn + h * stride_vh + offs_dv[None, :],
-                mask=mask_n[:, None] & (offs_dv < DV)[None, :],
-                other=0.0,
-            )
+            k = _load_rows(K, rows_n, stride_kn, h * stride_kh, offs_d, D, mask_n)
+            v = _load_rows(V, rows_n, stride_vn, h * stride_vh, offs_dv, DV, mask_n)
             ts_j = tl.load(TS + rows_n, mask=mask_n, other=0)
             bits_j = tl.load(BITS + rows_n, mask=mask_n, other=0)
             vis = _tile_visible(offs_m, offs_n, mask_m, length, hist, ts_i, ts_j, bits_j, c)
@@ -219,10 +187,8 @@ def _cama_bwd_dq(
             dp = tl.dot(do, tl.trans(v), input_precision="ieee")
             ds = p * (dp - delta[:, None])
             dq += tl.dot(ds.to(k.dtype), k, input_precision="ieee")
-    tl.store(
-        DQ + rows_m[:, None] * stride_dqn + h * stride_dqh + offs_d[None, :],
-        (dq * scale).to(DQ.dtype.element_ty),
-        mask=mask_m[:, None] & (offs_d < D)[None, :],
+    _store_rows(
+        DQ, rows_m, stride_dqn, h * stride_dqh, offs_d, D, mask_m, (dq * scale).to(DQ.dtype.element_ty)
     )
 
 
@@ -282,16 +248,8 @@ def _cama_bwd_dkdv(
         offs_d = tl.arange(0, BD)
         offs_dv = tl.arange(0, BDV)
         rows_n = start + offs_n
-        k = tl.load(
-            K + rows_n[:, None] * stride_kn + h * stride_kh + offs_d[None, :],
-            mask=mask_n[:, None] & (offs_d < D)[None, :],
-            other=0.0,
-        )
-        v = tl.load(
-            V + rows_n[:, None] * stride_vn + h * stride_vh + offs_dv[None, :],
-            mask=mask_n[:, None] & (offs_dv < DV)[None, :],
-            other=0.0,
-        )
+        k = _load_rows(K, rows_n, stride_kn, h * stride_kh, offs_d, D, mask_n)
+        v = _load_rows(V, rows_n, stride_vn, h * stride_vh, offs_dv, DV, mask_n)
         ts_j = tl.load(TS + rows_n, mask=mask_n, other=0)
         bits_j = tl.load(BITS + rows_n, mask=mask_n, other=0)
         dk = tl.full([BN, BD], 0.0, tl.float32)
@@ -300,16 +258,8 @@ def _cama_bwd_dkdv(
             offs_m = m0 + tl.arange(0, BM)
             mask_m = offs_m < length
             rows_m = start + offs_m
-            q = tl.load(
-                Q + rows_m[:, None] * stride_qn + h * stride_qh + offs_d[None, :],
-                mask=mask_m[:, None] & (offs_d < D)[None, :],
-                other=0.0,
-            )
-            do = tl.load(
-                DO + rows_m[:, None] * stride_don + h * stride_doh + offs_dv[None, :],
-                mask=mask_m[:, None] & (offs_dv < DV)[None, :],
-                other=0.0,
-            )
+            q = _load_rows(Q, rows_m, stride_qn, h * stride_qh, offs_d, D, mask_m)
+            do = _load_rows(DO, rows_m, stride_don, h * stride_doh, offs_dv, DV, mask_m)
             ts_i = tl.load(TS + rows_m, mask=mask_m, other=0)
             lse = tl.load(LSE + rows_m * stride_ln + h, mask=mask_m, other=0.0)
             delta = tl.load(DELTA + rows_m * stride_ln + h, mask=mask_m, other=0.0)
@@ -320,16 +270,10 @@ def _cama_bwd_dkdv(
             dp = tl.dot(do, tl.trans(v), input_precision="ieee")
             ds = p * (dp - delta[:, None])
             dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision="ieee")
-        tl.store(
-            DK + rows_n[:, None] * stride_dkn + h * stride_dkh + offs_d[None, :],
-            (dk * scale).to(DK.dtype.element_ty),
-            mask=mask_n[:, None] & (offs_d < D)[None, :],
+        _store_rows(
+            DK, rows_n, stride_dkn, h * stride_dkh, offs_d, D, mask_n, (dk * scale).to(DK.dtype.element_ty)
         )
-        tl.store(
-            DV_ + rows_n[:, None] * stride_dvn + h * stride_dvh + offs_dv[None, :],
-            dv.to(DV_.dtype.element_ty),
-            mask=mask_n[:, None] & (offs_dv < DV)[None, :],
-        )
+        _store_rows(DV_, rows_n, stride_dvn, h * stride_dvh, offs_dv, DV, mask_n, dv.to(DV_.dtype.element_ty))
 
 
 def _block_table(offsets: Tensor, bits: Tensor, block_n: int, num_channels: int) -> tuple[Tensor, Tensor]:

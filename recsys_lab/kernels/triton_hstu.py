@@ -48,6 +48,27 @@ def _sigmoid(x):
 
 
 @triton.jit
+def _load_rows(ptr, rows, stride_row, head_offset, offs, width, row_mask):
+    """The tile ``ptr[rows, head, offs]`` (``[len(rows), len(offs)]``), zero where ``row_mask`` is
+    False or ``offs >= width`` (feature columns padded to a power of two)."""
+    return tl.load(
+        ptr + rows[:, None] * stride_row + head_offset + offs[None, :],
+        mask=row_mask[:, None] & (offs < width)[None, :],
+        other=0.0,
+    )
+
+
+@triton.jit
+def _store_rows(ptr, rows, stride_row, head_offset, offs, width, row_mask, value):
+    """Store ``value`` into the tile ``ptr[rows, head, offs]`` where ``row_mask`` and ``offs < width``."""
+    tl.store(
+        ptr + rows[:, None] * stride_row + head_offset + offs[None, :],
+        value,
+        mask=row_mask[:, None] & (offs < width)[None, :],
+    )
+
+
+@triton.jit
 def _time_bucket(dt, NUM_TIME: tl.constexpr):
     """``min(floor(log2(1 + max(dt, 0))), NUM_TIME - 1)`` exactly on int64 ``dt``."""
     x = tl.maximum(dt, 0) + 1
@@ -131,11 +152,7 @@ def _hstu_fwd(
     offs_d = tl.arange(0, BD)
     offs_dv = tl.arange(0, BDV)
     rows_m = start + offs_m
-    q = tl.load(
-        Q + rows_m[:, None] * stride_qn + h * stride_qh + offs_d[None, :],
-        mask=mask_m[:, None] & (offs_d < D)[None, :],
-        other=0.0,
-    )
+    q = _load_rows(Q, rows_m, stride_qn, h * stride_qh, offs_d, D, mask_m)
     ts_i = tl.load(TS + rows_m, mask=mask_m, other=0)
     acc = tl.full([BM, BDV], 0.0, tl.float32)
     hi = tl.minimum(m0 + BM, hist)  # history keys up to the causal limit of this block
@@ -143,16 +160,8 @@ def _hstu_fwd(
         offs_n = n0 + tl.arange(0, BN)
         mask_n = offs_n < hi
         rows_n = start + offs_n
-        k = tl.load(
-            K + rows_n[:, None] * stride_kn + h * stride_kh + offs_d[None, :],
-            mask=mask_n[:, None] & (offs_d < D)[None, :],
-            other=0.0,
-        )
-        v = tl.load(
-            V + rows_n[:, None] * stride_vn + h * stride_vh + offs_dv[None, :],
-            mask=mask_n[:, None] & (offs_dv < DV)[None, :],
-            other=0.0,
-        )
+        k = _load_rows(K, rows_n, stride_kn, h * stride_kh, offs_d, D, mask_n)
+        v = _load_rows(V, rows_n, stride_vn, h * stride_vh, offs_dv, DV, mask_n)
         ts_j = tl.load(TS + rows_n, mask=mask_n, other=0)
         a, _, _ = _weights(
             q,
@@ -176,25 +185,13 @@ def _hstu_fwd(
         acc += tl.dot(w.to(v.dtype), v, input_precision="ieee")
     # a candidate's own term (the only candidate key it sees), row-wise
     cand = mask_m & (offs_m >= hist)
-    kd = tl.load(
-        K + rows_m[:, None] * stride_kn + h * stride_kh + offs_d[None, :],
-        mask=cand[:, None] & (offs_d < D)[None, :],
-        other=0.0,
-    )
-    vd = tl.load(
-        V + rows_m[:, None] * stride_vn + h * stride_vh + offs_dv[None, :],
-        mask=cand[:, None] & (offs_dv < DV)[None, :],
-        other=0.0,
-    )
+    kd = _load_rows(K, rows_m, stride_kn, h * stride_kh, offs_d, D, cand)
+    vd = _load_rows(V, rows_m, stride_vn, h * stride_vh, offs_dv, DV, cand)
     a_d = _sum(q.to(tl.float32) * kd.to(tl.float32), axis=1) * scale
     a_d += tl.load(PB + h * stride_pb) + tl.load(TB + h * stride_tb)
     w_d = tl.where(cand, a_d * _sigmoid(a_d) * inv_len, 0.0)
     acc += w_d[:, None] * vd.to(tl.float32)
-    tl.store(
-        Out + rows_m[:, None] * stride_on + h * stride_oh + offs_dv[None, :],
-        acc.to(Out.dtype.element_ty),
-        mask=mask_m[:, None] & (offs_dv < DV)[None, :],
-    )
+    _store_rows(Out, rows_m, stride_on, h * stride_oh, offs_dv, DV, mask_m, acc.to(Out.dtype.element_ty))
 
 
 @triton.jit
@@ -248,16 +245,8 @@ def _hstu_bwd_dq(
     offs_d = tl.arange(0, BD)
     offs_dv = tl.arange(0, BDV)
     rows_m = start + offs_m
-    q = tl.load(
-        Q + rows_m[:, None] * stride_qn + h * stride_qh + offs_d[None, :],
-        mask=mask_m[:, None] & (offs_d < D)[None, :],
-        other=0.0,
-    )
-    do = tl.load(
-        DO + rows_m[:, None] * stride_don + h * stride_doh + offs_dv[None, :],
-        mask=mask_m[:, None] & (offs_dv < DV)[None, :],
-        other=0.0,
-    )
+    q = _load_rows(Q, rows_m, stride_qn, h * stride_qh, offs_d, D, mask_m)
+    do = _load_rows(DO, rows_m, stride_don, h * stride_doh, offs_dv, DV, mask_m)
     ts_i = tl.load(TS + rows_m, mask=mask_m, other=0)
     dq = tl.full([BM, BD], 0.0, tl.float32)
     hi = tl.minimum(m0 + BM, hist)
@@ -265,16 +254,8 @@ def _hstu_bwd_dq(
         offs_n = n0 + tl.arange(0, BN)
         mask_n = offs_n < hi
         rows_n = start + offs_n
-        k = tl.load(
-            K + rows_n[:, None] * stride_kn + h * stride_kh + offs_d[None, :],
-            mask=mask_n[:, None] & (offs_d < D)[None, :],
-            other=0.0,
-        )
-        v = tl.load(
-            V + rows_n[:, None] * stride_vn + h * stride_vh + offs_dv[None, :],
-            mask=mask_n[:, None] & (offs_dv < DV)[None, :],
-            other=0.0,
-        )
+        k = _load_rows(K, rows_n, stride_kn, h * stride_kh, offs_d, D, mask_n)
+        v = _load_rows(V, rows_n, stride_vn, h * stride_vh, offs_dv, DV, mask_n)
         ts_j = tl.load(TS + rows_n, mask=mask_n, other=0)
         a, rel, bucket = _weights(
             q,
@@ -310,16 +291,8 @@ def _hstu_bwd_dq(
             part = _sum(_sum(tl.where(bucket == t, da, 0.0), axis=1), axis=0)
             tl.atomic_add(DTB + h * NUM_TIME + t, part)
     cand = mask_m & (offs_m >= hist)
-    kd = tl.load(
-        K + rows_m[:, None] * stride_kn + h * stride_kh + offs_d[None, :],
-        mask=cand[:, None] & (offs_d < D)[None, :],
-        other=0.0,
-    )
-    vd = tl.load(
-        V + rows_m[:, None] * stride_vn + h * stride_vh + offs_dv[None, :],
-        mask=cand[:, None] & (offs_dv < DV)[None, :],
-        other=0.0,
-    )
+    kd = _load_rows(K, rows_m, stride_kn, h * stride_kh, offs_d, D, cand)
+    vd = _load_rows(V, rows_m, stride_vn, h * stride_vh, offs_dv, DV, cand)
     a_d = _sum(q.to(tl.float32) * kd.to(tl.float32), axis=1) * scale
     a_d += tl.load(PB + h * stride_pb) + tl.load(TB + h * stride_tb)
     sig_d = _sigmoid(a_d)
@@ -329,10 +302,8 @@ def _hstu_bwd_dq(
     diag = _sum(da_d, axis=0)
     tl.atomic_add(DPB + h * NUM_POS, diag)
     tl.atomic_add(DTB + h * NUM_TIME, diag)
-    tl.store(
-        DQ + rows_m[:, None] * stride_dqn + h * stride_dqh + offs_d[None, :],
-        (dq * scale).to(DQ.dtype.element_ty),
-        mask=mask_m[:, None] & (offs_d < D)[None, :],
+    _store_rows(
+        DQ, rows_m, stride_dqn, h * stride_dqh, offs_d, D, mask_m, (dq * scale).to(DQ.dtype.element_ty)
     )
 
 
@@ -388,16 +359,8 @@ def _hstu_bwd_dkdv(
     offs_d = tl.arange(0, BD)
     offs_dv = tl.arange(0, BDV)
     rows_n = start + offs_n
-    k = tl.load(
-        K + rows_n[:, None] * stride_kn + h * stride_kh + offs_d[None, :],
-        mask=mask_n[:, None] & (offs_d < D)[None, :],
-        other=0.0,
-    )
-    v = tl.load(
-        V + rows_n[:, None] * stride_vn + h * stride_vh + offs_dv[None, :],
-        mask=mask_n[:, None] & (offs_dv < DV)[None, :],
-        other=0.0,
-    )
+    k = _load_rows(K, rows_n, stride_kn, h * stride_kh, offs_d, D, mask_n)
+    v = _load_rows(V, rows_n, stride_vn, h * stride_vh, offs_dv, DV, mask_n)
     ts_j = tl.load(TS + rows_n, mask=mask_n, other=0)
     hist_n = mask_n & (offs_n < hist)  # history keys of this block
     dk = tl.full([BN, BD], 0.0, tl.float32)
@@ -409,16 +372,8 @@ def _hstu_bwd_dkdv(
             offs_m = m0 + tl.arange(0, BM)
             mask_m = offs_m < length
             rows_m = start + offs_m
-            q = tl.load(
-                Q + rows_m[:, None] * stride_qn + h * stride_qh + offs_d[None, :],
-                mask=mask_m[:, None] & (offs_d < D)[None, :],
-                other=0.0,
-            )
-            do = tl.load(
-                DO + rows_m[:, None] * stride_don + h * stride_doh + offs_dv[None, :],
-                mask=mask_m[:, None] & (offs_dv < DV)[None, :],
-                other=0.0,
-            )
+            q = _load_rows(Q, rows_m, stride_qn, h * stride_qh, offs_d, D, mask_m)
+            do = _load_rows(DO, rows_m, stride_don, h * stride_doh, offs_dv, DV, mask_m)
             ts_i = tl.load(TS + rows_m, mask=mask_m, other=0)
             a, _, _ = _weights(
                 q,
@@ -446,16 +401,8 @@ def _hstu_bwd_dkdv(
             dk += tl.dot(tl.trans(da.to(q.dtype)), q, input_precision="ieee")
     # a candidate key is seen only by itself
     cand = mask_n & (offs_n >= hist)
-    qd = tl.load(
-        Q + rows_n[:, None] * stride_qn + h * stride_qh + offs_d[None, :],
-        mask=cand[:, None] & (offs_d < D)[None, :],
-        other=0.0,
-    )
-    dod = tl.load(
-        DO + rows_n[:, None] * stride_don + h * stride_doh + offs_dv[None, :],
-        mask=cand[:, None] & (offs_dv < DV)[None, :],
-        other=0.0,
-    )
+    qd = _load_rows(Q, rows_n, stride_qn, h * stride_qh, offs_d, D, cand)
+    dod = _load_rows(DO, rows_n, stride_don, h * stride_doh, offs_dv, DV, cand)
     a_d = _sum(qd.to(tl.float32) * k.to(tl.float32), axis=1) * scale
     a_d += tl.load(PB + h * stride_pb) + tl.load(TB + h * stride_tb)
     sig_d = _sigmoid(a_d)
@@ -464,16 +411,10 @@ def _hstu_bwd_dkdv(
     dw_d = _sum(dod.to(tl.float32) * v.to(tl.float32), axis=1)
     da_d = tl.where(cand, dw_d * sig_d * (1.0 + a_d * (1.0 - sig_d)) * inv_len, 0.0)
     dk += da_d[:, None] * qd.to(tl.float32)
-    tl.store(
-        DK + rows_n[:, None] * stride_dkn + h * stride_dkh + offs_d[None, :],
-        (dk * scale).to(DK.dtype.element_ty),
-        mask=mask_n[:, None] & (offs_d < D)[None, :],
+    _store_rows(
+        DK, rows_n, stride_dkn, h * stride_dkh, offs_d, D, mask_n, (dk * scale).to(DK.dtype.element_ty)
     )
-    tl.store(
-        DV_ + rows_n[:, None] * stride_dvn + h * stride_dvh + offs_dv[None, :],
-        dv.to(DV_.dtype.element_ty),
-        mask=mask_n[:, None] & (offs_dv < DV)[None, :],
-    )
+    _store_rows(DV_, rows_n, stride_dvn, h * stride_dvh, offs_dv, DV, mask_n, dv.to(DV_.dtype.element_ty))
 
 
 def block_sizes(device: torch.device, dim: int) -> tuple[int, int]:
