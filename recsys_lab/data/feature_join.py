@@ -16,6 +16,7 @@ With ``features_dir: null`` it passes the wrapped data through unchanged.
 from __future__ import annotations
 
 import json
+from abc import abstractmethod
 from pathlib import Path
 
 import numpy as np
@@ -67,13 +68,13 @@ class ColumnJoinDataModule(DataModule):
     mismatch_hint = "the columns were written for other data"
 
     @property
+    @abstractmethod
     def active(self) -> bool:
         """Whether columns are appended (False passes the wrapped data through unchanged)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def load_columns(self) -> tuple[list[str], dict[str, np.ndarray]]:
         """Column names and, per split, a float array ``[rows of split, K]``."""
-        raise NotImplementedError
 
     @property
     def name(self) -> str:  # type: ignore[override]
