@@ -1,6 +1,7 @@
-"""data=avazu: the shared sample's rows, derived time features, user groups, splits, DCNv2 end to end."""
+"""data=avazu: the generated sample's rows, derived time features, user groups, splits, DCNv2 end to end."""
 
 import math
+from datetime import datetime
 
 import numpy as np
 import polars as pl
@@ -11,7 +12,7 @@ from recsys_lab.data.preprocess.errors import DataError, DatasetNotFoundError
 from recsys_lab.data.preprocess.split import SPLITS
 from recsys_lab.train import run
 from tests.conftest import compose_train
-from tests.data.rawfiles import AVAZU_CLICKS, AVAZU_ROWS, shared_sample, write_lines
+from tests.data.rawfiles import sample_file, sample_lines, write_lines
 
 
 def avazu(path, tmp_path, **kw) -> AvazuDataModule:
@@ -21,13 +22,9 @@ def avazu(path, tmp_path, **kw) -> AvazuDataModule:
     return dm
 
 
-def sample_lines() -> list[str]:
-    return shared_sample("avazu_sample.csv").read_text().splitlines()
-
-
 def with_hours(hours: list[int]) -> list[str]:
     """The sample's header and rows with the ``hour`` column replaced (rows repeat as needed)."""
-    header, *rows = sample_lines()
+    header, *rows = sample_lines("avazu")
     out = [header]
     for i, h in enumerate(hours):
         fields = rows[i % len(rows)].split(",")
@@ -42,26 +39,32 @@ def vocab(dm, field: str) -> dict[int, str]:
 
 
 def test_sample_rows_labels_features_and_users(tmp_path):
-    dm = avazu(shared_sample("avazu_sample.csv"), tmp_path, split="time", split_fractions=[1.0, 0.0, 0.0])
+    dm = avazu(sample_file("avazu"), tmp_path, split="time", split_fractions=[1.0, 0.0, 0.0])
     a = dm.split_data("train").arrays
-    assert dm.manifest["rows"]["train"] == AVAZU_ROWS and int(np.asarray(a["click"]).sum()) == AVAZU_CLICKS
+    header, *lines = (line.split(",") for line in sample_lines("avazu"))
+    column = {name: [fields[j] for fields in lines] for j, name in enumerate(header)}
+    clicks = [int(c) for c in column["click"]]  # the file's text, read independently of the reader
+    assert dm.manifest["rows"]["train"] == len(lines) == 200
+    assert int(np.asarray(a["click"]).sum()) == sum(clicks) and 0 < sum(clicks) < len(lines)
     names = [f.name for f in dm.schema.features]
     assert names == ["hour", "weekday", *ANONYMOUS] and "id" not in names
     assert dm.schema.user_feature().name == "device_id"
     sparse = np.asarray(a["sparse"])
-    # Every row is 2014-10-21 00h, a Tuesday (weekday 1, Monday = 0).
-    assert {vocab(dm, "hour")[i] for i in sparse[:, 0]} == {"0"}
-    assert {vocab(dm, "weekday")[i] for i in sparse[:, 1]} == {"1"}
-    # Row 1: 1000009418151094273,0,14102100,1005,0,1fbe01fe,f3845767,28905ebd,ecad2386,7801e8d9,07d7df22,
-    # a99f214a,ddd2926e,44956a24,1,2,15706,320,50,1722,0,35,-1,79
-    header, first = sample_lines()[0].split(","), sample_lines()[1].split(",")
-    for j, name in enumerate(ANONYMOUS):
-        assert vocab(dm, name)[int(sparse[0, 2 + j])] == first[header.index(name)], name
-    # GAUC groups: one id per distinct device_id; the anonymous a99f214a (89 rows) is the most frequent.
+    # Row by row (file order): hour of day and weekday (Monday = 0) of the YYMMDDHH hour.
+    times = [datetime.strptime(h, "%y%m%d%H") for h in column["hour"]]
+    assert [vocab(dm, "hour")[i] for i in sparse[:, 0]] == [str(t.hour) for t in times]
+    assert [vocab(dm, "weekday")[i] for i in sparse[:, 1]] == [str(t.weekday()) for t in times]
+    assert len({t.date() for t in times}) > 1 and len({t.hour for t in times}) > 1
+    for row in (0, 1, len(lines) - 1):
+        for j, name in enumerate(ANONYMOUS):
+            assert vocab(dm, name)[int(sparse[row, 2 + j])] == column[name][row], (row, name)
+    # GAUC groups: one id per distinct device_id; the anonymous a99f214a is the most frequent.
     user = np.asarray(a["user"])
-    device = [line.split(",")[header.index("device_id")] for line in sample_lines()[1:]]
-    assert len(set(user.tolist())) == len(set(device))
-    assert (user == user[0]).sum() == device.count("a99f214a") == 89
+    device = column["device_id"]
+    assert len(set(user.tolist())) == len(set(device)) > 10
+    anonymous = [i for i, d in enumerate(device) if d == "a99f214a"]
+    assert max(set(device), key=device.count) == "a99f214a"
+    assert (user == user[anonymous[0]]).sum() == len(anonymous)
 
 
 def test_time_features_and_bad_hours(tmp_path):
@@ -89,7 +92,7 @@ def test_time_split_by_hour_boundaries(tmp_path):
 def test_missing_and_unlabelled_files(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="avazu-ctr-prediction"):
         avazu(tmp_path / "nowhere", tmp_path)
-    header, *rows = sample_lines()
+    header, *rows = sample_lines("avazu")
     cols = header.split(",")
     drop = cols.index("click")
     unlabelled = [",".join(f for i, f in enumerate(line.split(",")) if i != drop) for line in [header, *rows]]
@@ -99,7 +102,7 @@ def test_missing_and_unlabelled_files(tmp_path):
 
 def test_dcnv2_trains_from_the_cli(tmp_path, hydra_ctx):
     cfg = compose_train(
-        tmp_path, "data=avazu_x4", f"data.path={shared_sample('avazu_sample.csv')}",
+        tmp_path, "data=avazu_x4", f"data.path={sample_file('avazu')}",
         f"data.cache_dir={tmp_path / 'cache'}", "data.min_count=1", "debug=tiny", "logger=none",
     )  # fmt: skip
     m = run(cfg)

@@ -15,7 +15,7 @@ from recsys_lab.data.movielens import MovieLensDataModule
 from recsys_lab.data.preprocess.errors import CacheMismatchError
 from recsys_lab.data.preprocess.split import SPLITS
 from recsys_lab.data.preprocess.tabular import TabularPreprocessor
-from tests.data.rawfiles import criteo_lines, shared_sample, write_lines, write_movielens
+from tests.data.rawfiles import criteo_lines, sample_file, write_lines, write_movielens
 
 
 def criteo(path, cache, **kw) -> CriteoDataModule:
@@ -67,13 +67,9 @@ def test_two_runs_give_identical_arrays(dataset, tmp_path):
 
     def build(root):
         if dataset == "criteo":
-            dm = CriteoDataModule(
-                path=str(shared_sample("criteo_sample_raw.tsv")), cache_dir=str(root), min_count=2
-            )
+            dm = CriteoDataModule(path=str(sample_file("criteo_raw")), cache_dir=str(root), min_count=2)
         elif dataset == "avazu":
-            dm = AvazuDataModule(
-                path=str(shared_sample("avazu_sample.csv")), cache_dir=str(root), min_count=2
-            )
+            dm = AvazuDataModule(path=str(sample_file("avazu")), cache_dir=str(root), min_count=2)
         else:
             dm = MovieLensDataModule(path=str(ml), cache_dir=str(root))
         dm.setup()

@@ -1,4 +1,4 @@
-"""data=criteo: the raw and CSV layouts of the shared sample, values, splits, day files, DCNv2 end to end."""
+"""data=criteo: the raw and CSV layouts of the generated sample, values, splits, day files, DCNv2 end to end."""
 
 import math
 import shutil
@@ -12,7 +12,7 @@ from recsys_lab.data.preprocess.errors import DataError, DatasetNotFoundError
 from recsys_lab.data.preprocess.split import SPLITS
 from recsys_lab.train import run
 from tests.conftest import compose_train
-from tests.data.rawfiles import CRITEO_CLICKS, CRITEO_ROWS, criteo_lines, shared_sample, write_lines
+from tests.data.rawfiles import criteo_labels, criteo_lines, sample_file, sample_lines, write_lines
 
 
 def criteo(path, tmp_path, **kw) -> CriteoDataModule:
@@ -50,15 +50,17 @@ def line_ids(dm: CriteoDataModule, line: int) -> tuple[np.ndarray, np.ndarray, f
 
 @pytest.fixture
 def raw_sample():
-    return shared_sample("criteo_sample_raw.tsv")
+    return sample_file("criteo_raw")
 
 
 def test_raw_sample_row_count_labels_and_named_rows(raw_sample, tmp_path):
     # split=time with all rows in train keeps the file order, so row i is data line i + 1.
     dm = criteo(raw_sample, tmp_path, split="time", split_fractions=[1.0, 0.0, 0.0])
     rows = all_rows(dm)
-    assert sum(dm.manifest["rows"].values()) == CRITEO_ROWS == len(rows["click"])
-    assert int(rows["click"].sum()) == CRITEO_CLICKS
+    labels = criteo_labels()  # the file's text, read independently of the reader
+    assert sum(dm.manifest["rows"].values()) == len(labels) == 200 == len(rows["click"])
+    assert int(rows["click"].sum()) == sum(labels) and 0 < sum(labels) < len(labels)
+    np.testing.assert_array_equal(rows["click"], labels)
     assert dm.manifest["bad_rows"]["bad_rows"] == 0
     names = [f.name for f in dm.schema.features]
     assert (
@@ -79,17 +81,17 @@ def test_raw_sample_row_count_labels_and_named_rows(raw_sample, tmp_path):
                 x = int(raw)
                 raw = str(math.floor(math.log(x) ** 2) if x > 2 else x)
             assert vocab_value(dm, name, int(sparse[j])) == raw, (line, name)
-    # Line 1 by hand: I2 = 3 -> floor(ln 3 ^ 2) = 1, I3 = 260 -> 30, C1 = 05db9164, C26 missing.
+    # Line 1 by hand (planted by the generator): I2 = 3 -> floor(ln 3 ^ 2) = 1, I3 = 260 -> 30, C26 missing.
     sparse, _, _ = line_ids(dm, 1)
     assert vocab_value(dm, "I2", int(sparse[1])) == "1"
     assert vocab_value(dm, "I3", int(sparse[2])) == "30"
-    assert vocab_value(dm, "C1", int(sparse[13])) == "05db9164"
+    assert vocab_value(dm, "C1", int(sparse[13])) == lines[0].split("\t")[14]
     assert sparse[38] == 1
 
 
 def test_csv_export_and_gzip_give_the_same_arrays_as_the_raw_file(raw_sample, tmp_path):
     raw = all_rows(criteo(raw_sample, tmp_path / "a"))
-    csv = all_rows(criteo(shared_sample("criteo_sample.csv"), tmp_path / "b"))
+    csv = all_rows(criteo(sample_file("criteo_csv"), tmp_path / "b"))
     gz = write_lines(tmp_path / "train.txt.gz", criteo_lines(), gz=True)
     gzipped = all_rows(criteo(gz.parent, tmp_path / "c"))  # a folder holding train.txt.gz
     for name in raw:
@@ -100,11 +102,11 @@ def test_csv_export_and_gzip_give_the_same_arrays_as_the_raw_file(raw_sample, tm
 def test_dense_numeric_transforms(raw_sample, tmp_path):
     dm = criteo(raw_sample, tmp_path, numeric="log1p", split="time", split_fractions=[1.0, 0.0, 0.0])
     assert dm.schema.num_numeric == 13 and dm.schema.num_categorical == 26
-    _, dense, _ = line_ids(dm, 1)  # I2 = 3, I3 = 260, I1 missing -> 0
+    _, dense, _ = line_ids(dm, 1)  # planted: I2 = 3, I3 = 260, I1 missing -> 0
     assert dense[0] == 0.0
     assert dense[1] == pytest.approx(math.log1p(3), rel=1e-6)
     assert dense[2] == pytest.approx(math.log1p(260), rel=1e-6)
-    _, dense, _ = line_ids(dm, 2)  # I2 = -1 -> log1p(max(x, 0)) = 0
+    _, dense, _ = line_ids(dm, 2)  # planted: I2 = -1 -> log1p(max(x, 0)) = 0
     assert dense[1] == 0.0
 
     std = criteo(
@@ -136,7 +138,7 @@ def test_time_split_of_one_file_keeps_order_and_exact_sizes(raw_sample, tmp_path
     dm = criteo(raw_sample, tmp_path, split="time")
     assert dm.manifest["rows"] == {"train": 160, "val": 20, "test": 20}
     clicks = [int(np.asarray(dm.split_data(s).arrays["click"]).sum()) for s in SPLITS]
-    labels = [int(line.split("\t")[0]) for line in criteo_lines()]
+    labels = criteo_labels()
     assert clicks == [sum(labels[:160]), sum(labels[160:180]), sum(labels[180:])]
 
 
@@ -144,7 +146,7 @@ def test_random_split_is_seeded(raw_sample, tmp_path):
     a = criteo(raw_sample, tmp_path / "a").manifest["rows"]
     b = criteo(raw_sample, tmp_path / "b").manifest["rows"]
     c = criteo(raw_sample, tmp_path / "c", split_seed=7).manifest["rows"]
-    assert a == b and sum(a.values()) == CRITEO_ROWS
+    assert a == b and sum(a.values()) == len(criteo_lines())
     assert a != c
     assert 140 <= a["train"] <= 180
 
@@ -159,14 +161,14 @@ def test_day_files_time_split_halves_the_last_day(tmp_path):
     dm = criteo(folder, tmp_path, split="time")
     assert dm.manifest["rows"] == {"train": 140, "val": 30, "test": 30}
     clicks = [int(np.asarray(dm.split_data(s).arrays["click"]).sum()) for s in SPLITS]
-    labels = [int(line.split("\t")[0]) for line in lines]
+    labels = criteo_labels()
     assert clicks == [sum(labels[:140]), sum(labels[140:170]), sum(labels[170:])]
     capped = criteo(folder, tmp_path / "capped", split="time", max_rows_per_file=20)
     assert capped.manifest["rows"] == {"train": 40, "val": 10, "test": 10}
 
 
 def test_bars_pre_split_files(tmp_path):
-    csv = shared_sample("criteo_sample.csv").read_text().splitlines()
+    csv = sample_lines("criteo_csv")
     header, rows = csv[0].replace("label", "Label"), csv[1:]  # BARS spells it Label
     folder = tmp_path / "Criteo_x4"
     write_lines(folder / "train.csv", [header, *rows[:150]])
@@ -195,7 +197,7 @@ def test_missing_files_and_wrong_layouts_say_what_to_do(tmp_path):
 def test_dcnv2_trains_from_the_cli_on_both_layouts(raw_sample, tmp_path, hydra_ctx):
     for name, path, mode in (
         ("raw", raw_sample, "tiny"),
-        ("csv", shared_sample("criteo_sample.csv"), "fast_dev_run"),
+        ("csv", sample_file("criteo_csv"), "fast_dev_run"),
     ):
         cfg = compose_train(
             tmp_path / name, "data=criteo_x4", f"data.path={path}", f"data.cache_dir={tmp_path / 'cache'}",

@@ -16,7 +16,7 @@ from recsys_lab.data.preprocess.errors import BadRowsError, DataError
 from recsys_lab.data.preprocess.readers import open_binary
 from recsys_lab.data.preprocess.split import SPLITS, position_codes, position_cuts, random_codes
 from recsys_lab.data.preprocess.vocab import MISSING_KEY, IntCounter, StringCounter
-from tests.data.rawfiles import criteo_lines, shared_sample, write_lines
+from tests.data.rawfiles import criteo_lines, sample_file, sample_lines, write_lines
 
 
 def criteo(path, tmp_path, **kw) -> CriteoDataModule:
@@ -91,9 +91,9 @@ def test_bad_rows_in_a_clean_block_keep_their_line_numbers(tmp_path):
 
 
 def test_csv_header_and_crlf_line_ends(tmp_path):
-    csv = shared_sample("criteo_sample.csv").read_text().splitlines()
+    csv = sample_lines("criteo_csv")
     dm = criteo(write_lines(tmp_path / "crlf.csv", csv, newline="\r\n"), tmp_path / "a")
-    ref = criteo(shared_sample("criteo_sample.csv"), tmp_path / "b")
+    ref = criteo(sample_file("criteo_csv"), tmp_path / "b")
     for s in SPLITS:
         np.testing.assert_array_equal(dm.split_data(s).arrays["sparse"], ref.split_data(s).arrays["sparse"])
     short = [csv[0], *csv[1:4], csv[4].rsplit(",", 1)[0]]  # a CSV row one field short
@@ -104,9 +104,7 @@ def test_csv_header_and_crlf_line_ends(tmp_path):
 def test_empty_unreadable_and_truncated_files(tmp_path):
     with pytest.raises(DataError, match="is empty"):
         criteo(write_lines(tmp_path / "empty.txt", []), tmp_path)
-    header_only = write_lines(
-        tmp_path / "header.csv", [shared_sample("criteo_sample.csv").read_text().splitlines()[0]]
-    )
+    header_only = write_lines(tmp_path / "header.csv", [sample_lines("criteo_csv")[0]])
     with pytest.raises(DataError, match=r"header\.csv is empty: no data lines after its header"):
         criteo(header_only, tmp_path)
     data = gzip.compress(("\n".join(criteo_lines()) + "\n").encode())
@@ -184,7 +182,7 @@ def test_window_shuffle_sampler():
 
 
 def test_workers_yield_the_same_batches(tmp_path):
-    path = shared_sample("criteo_sample_raw.tsv")
+    path = sample_file("criteo_raw")
     single = criteo(path, tmp_path, shuffle_buffer=64)
     multi = criteo(path, tmp_path, shuffle_buffer=64, num_workers=2)
     a, b = list(single.train_dataloader()), list(multi.train_dataloader())
