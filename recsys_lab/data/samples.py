@@ -18,7 +18,7 @@ Layouts (what ``data=criteo`` / ``data=avazu`` read, quirks included):
 The rows are synthetic (no real row is copied) but keep the properties the readers and tests
 rely on: Criteo-like missing rates (with the real co-missing groups of categoricals),
 heavy-tailed integers, power-law categorical frequencies (so ``data.min_count`` drops values),
-labels from a planted logit with a realistic click rate (~25% Criteo, ~17% Avazu); for Avazu,
+labels from a planted logit with a realistic click rate (~25% Criteo, ~18% Avazu); for Avazu,
 site vs. app traffic with their "null" site/app values, most rows on the anonymous ``device_id``
 ``a99f214a`` and the rest on a few dozen repeated devices (GAUC groups), ``C20`` mostly ``-1``.
 
