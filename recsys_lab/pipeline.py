@@ -33,6 +33,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError
 
+from recsys_lab.runners.stage import apply_resume_argv, route_framework_logs, run_lock
 from recsys_lab.utils import write_json_atomic
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -112,9 +113,16 @@ def _validate(stages: ListConfig) -> None:
 
 
 def run_pipeline(cfg: DictConfig) -> list[StageResult]:
-    """Run (or resume) the stages of ``cfg.pipeline`` in order; return what happened to each."""
+    """Run (or resume) the stages of ``cfg.pipeline`` in order; return what happened to each.
+
+    The pipeline folder is locked while this runs: a second run of the same pipeline folder stops
+    at once with a message naming the first."""
     pipeline_dir = Path(cfg.pipeline_dir)
-    pipeline_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(pipeline_dir, "pipeline"):
+        return _run_stages(cfg, pipeline_dir)
+
+
+def _run_stages(cfg: DictConfig, pipeline_dir: Path) -> list[StageResult]:
     stages: ListConfig = cfg.pipeline.stages
     _validate(stages)
     state = PipelineState(pipeline_dir / STATE_FILE)
@@ -209,9 +217,17 @@ def print_summary(results: list[StageResult], pipeline_dir: str) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="pipeline")
-def main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> None:
+    route_framework_logs()
     results = run_pipeline(cfg)
     print_summary(results, str(cfg.pipeline_dir))
+
+
+def main() -> None:
+    """``python -m recsys_lab.pipeline`` / ``recsys-pipeline``; ``resume=<pipeline dir>`` re-runs that
+    pipeline with its own overrides (finished stages are skipped, an interrupted one resumes)."""
+    apply_resume_argv("pipeline_dir")
+    _main()
 
 
 if __name__ == "__main__":

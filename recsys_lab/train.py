@@ -6,6 +6,7 @@ which returns the metric named by ``optimized_metric`` so sweepers can optimise 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
@@ -21,22 +22,16 @@ from recsys_lab.callbacks import Throughput
 from recsys_lab.checkpoint import load_embedding_tables
 from recsys_lab.data.datamodule import DataModule
 from recsys_lab.models.base import CTRModel
+from recsys_lab.runners import stage
 from recsys_lab.utils import print_metrics_table, write_json_atomic
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 Metrics = dict[str, Any]
+log = logging.getLogger(__name__)
 
-
-def _mkdir(path: str) -> str:
-    """``${recsys_lab.mkdir:<dir>}``: create ``dir`` and return it (e.g. for a sqlite file's folder
-    that must exist before the Optuna sweeper opens its storage; see conf/sweep/optuna.yaml)."""
-    Path(path).mkdir(parents=True, exist_ok=True)
-    return path
-
-
-if not OmegaConf.has_resolver("recsys_lab.mkdir"):
-    OmegaConf.register_new_resolver("recsys_lab.mkdir", _mkdir)
+# Keys that may differ between a run and its resumption without changing what it computes.
+_RESUME_KEYS = ("resume", "ckpt_path", "num_threads", "print_table")
 
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
@@ -66,17 +61,70 @@ def build(cfg: DictConfig) -> tuple[DataModule, CTRModel, L.LightningModule]:
 
 
 def run(cfg: DictConfig) -> Metrics:
-    """Train, then validate and test the best checkpoint; write ``metrics.json``; return it."""
+    """Train, then validate and test the best checkpoint; write ``metrics.json``; return it.
+
+    With ``resume=<run dir>`` (the run's own folder, ``paths.output_dir``) training continues from
+    that run's ``checkpoints/last.ckpt`` and ends with the metrics of an uninterrupted run.
+    """
     output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    # The resolved config, beside the run's outputs (pipeline stages have no .hydra/ folder).
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    if cfg.get("num_threads"):
-        torch.set_num_threads(cfg.num_threads)
-    # Adam's second-moment state of rarely-updated weights decays into denormal floats, which
-    # make CPU arithmetic many times slower; flushing them to zero changes no result that matters.
-    torch.set_flush_denormal(bool(cfg.get("flush_denormal", True)))
+    with stage.run_lock(output_dir, "run"):
+        return _run(cfg, output_dir)
+
+
+def _resume_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
+    """The checkpoint to start from: ``ckpt_path``, or with ``resume=`` the run's ``last.ckpt``."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path and not Path(ckpt_path).is_file():
+        raise FileNotFoundError(
+            f"ckpt_path={ckpt_path} does not exist. To continue a run, use resume=<its run folder>."
+        )
+    if not cfg.get("resume"):
+        return ckpt_path
+    if Path(cfg.resume).resolve() != output_dir.resolve():
+        raise ValueError(
+            f"resume={cfg.resume} but this run writes to {output_dir}: resume= continues a run in its own "
+            f"folder. Use `python -m recsys_lab.train resume={cfg.resume}`, which sets the folder."
+        )
+    _warn_if_config_changed(cfg, output_dir / "config.yaml")
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if ckpt_path:
+        return ckpt_path
+    if last.is_file():
+        log.info("Resuming %s from %s", output_dir, last)
+        return str(last)
+    log.info("Resuming %s: no checkpoint was written yet, so training starts from the beginning", output_dir)
+    return None
+
+
+def _warn_if_config_changed(cfg: DictConfig, saved_file: Path) -> None:
+    """Warn when a resumed run's config differs from the one it started with (new overrides)."""
+    if not saved_file.is_file():
+        return
+    saved = _flat(OmegaConf.to_container(OmegaConf.load(saved_file), resolve=False))
+    now = _flat(OmegaConf.to_container(cfg, resolve=True))
+    changed = sorted(
+        k for k in set(saved) | set(now) if k.split(".")[0] not in _RESUME_KEYS and saved.get(k) != now.get(k)
+    )
+    if changed:
+        log.warning(
+            "Resuming with a config that differs from the run's own in %s: the result will not equal an "
+            "uninterrupted run of the original config.",
+            ", ".join(changed[:10]),
+        )
+
+
+def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: obj}
+
+
+def _run(cfg: DictConfig, output_dir: Path) -> Metrics:
+    ckpt_path = _resume_checkpoint(cfg, output_dir)
+    stage.begin(cfg, output_dir)
 
     datamodule, model, task = build(cfg)
     callbacks = _instantiate_all(cfg.get("callbacks"))
@@ -85,11 +133,6 @@ def run(cfg: DictConfig) -> Metrics:
     for lg in trainer.loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
 
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path and not Path(ckpt_path).is_file():
-        raise FileNotFoundError(
-            f"ckpt_path={ckpt_path} does not exist; give the last.ckpt of the run to resume."
-        )
     trainer.fit(
         task,
         train_dataloaders=datamodule.train_dataloader(),
@@ -140,13 +183,20 @@ def run(cfg: DictConfig) -> Metrics:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def _main(cfg: DictConfig) -> float | None:
     os.environ.setdefault("WANDB_MODE", "offline")
+    stage.route_framework_logs()
     metrics = run(cfg)
     value = metrics.get(cfg.get("optimized_metric") or "")
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     return float(value)
+
+
+def main() -> None:
+    """``python -m recsys_lab.train`` / ``recsys-train``; ``resume=<run dir>`` continues that run."""
+    stage.apply_resume_argv("hydra.run.dir")
+    _main()
 
 
 if __name__ == "__main__":

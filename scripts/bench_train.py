@@ -30,6 +30,12 @@ all are used and the row is marked ``*``.
 Data: ``data=synthetic_criteo`` (13 numeric + 26 categorical fields, vocabularies up to 1e5),
 embedding dim 16, batch 4096, MLP [400, 400, 400], DCNv2 with 3 cross layers (parallel).
 ``--profile`` adds a torch.profiler breakdown of a few bare-loop steps per model.
+
+``--contended`` measures something else: the end-to-end training throughput of
+``python -m recsys_lab.train`` (the default run, one epoch, ``train/samples_per_s`` of its
+``metrics.json``) on an idle machine and beside one competing busy process (a Python busy loop),
+for the default thread choice (``num_threads=null``) and for fixed thread counts. The target is a
+contended throughput of at least half the idle one with the default.
 """
 
 from __future__ import annotations
@@ -738,6 +744,56 @@ def parent_main(opts: argparse.Namespace) -> None:
         print(f"[bench] wrote {opts.json}", file=sys.stderr)
 
 
+BUSY_LOOP = "import time\nend = time.time() + 3600\nwhile time.time() < end: pass\n"
+
+
+def _train_rate(threads: str, overrides: list[str], workdir: Path) -> float:
+    """``train/samples_per_s`` of one default training run (one epoch) with ``num_threads=threads``."""
+    out = workdir / f"run-{time.time_ns()}"
+    cmd = [
+        sys.executable, "-m", "recsys_lab.train", f"hydra.run.dir={out}", "trainer.max_epochs=1",
+        "logger=none", "test=false", "print_table=false", "callbacks.rich_progress_bar=null", *overrides,
+    ]  # fmt: skip
+    if threads != "default":
+        cmd.append(f"num_threads={threads}")
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    return float(json.loads((out / "metrics.json").read_text())["train/samples_per_s"])
+
+
+def contended_main(opts: argparse.Namespace) -> None:
+    """Idle vs beside one busy process, per thread setting, interleaved over ``--rounds``."""
+    settings = ["default", *(str(t) for t in sorted({1, available_cores()}))]
+    rates: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rnd in range(1, opts.rounds + 1):
+            for load in ("idle", "contended"):
+                busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if load == "contended" else None
+                try:
+                    time.sleep(1.0 if busy else 0.0)
+                    for setting in settings:
+                        rate = _train_rate(setting, list(opts.override), Path(tmp))
+                        rates.setdefault((setting, load), []).append(rate)
+                        print(
+                            f"[bench] round {rnd}: {load}, threads={setting}: {rate:,.0f} samples/s",
+                            file=sys.stderr,
+                        )
+                finally:
+                    if busy is not None:
+                        busy.kill()
+                        busy.wait()
+    print(
+        f"\nTraining throughput of `python -m recsys_lab.train` (1 epoch, default data and model), "
+        f"{available_cores()} CPUs, median of {opts.rounds} round(s); contended = beside one busy process.\n"
+    )
+    print("| num_threads | idle samples/s | contended samples/s | contended / idle |")
+    print("|---|---|---|---|")
+    for setting in settings:
+        idle = statistics.median(rates[(setting, "idle")])
+        busy_rate = statistics.median(rates[(setting, "contended")])
+        print(f"| {setting} | {idle:,.0f} | {busy_rate:,.0f} | {busy_rate / idle:.2f} |")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=(__doc__ or "").split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
@@ -770,6 +826,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="a fast sanity run (few small steps)")
     p.add_argument("--json", default=None, help="also write every measurement to this JSON file")
     p.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    p.add_argument(
+        "--contended",
+        action="store_true",
+        help="end-to-end training samples/s idle and beside one busy process, per thread setting",
+    )
     # Internal: the parent runs itself with these to measure one thing in a fresh process.
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--model", default="-", help=argparse.SUPPRESS)
@@ -804,6 +865,8 @@ def main(argv: list[str] | None = None) -> None:
                 out=Path(opts.child_out),
             )
         )
+    elif opts.contended:
+        contended_main(opts)
     else:
         parent_main(opts)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -14,6 +16,46 @@ from recsys_lab.layers.embedding import FullEmbedding
 from recsys_lab.models.base import CTRModel
 
 CRASH_ENV = "RECSYS_LAB_TEST_CRASH_AT_EPOCH"
+KILL_PHASES = ("train_batch", "validation", "test", "checkpoint")
+
+
+class KillAt(L.Callback):
+    """SIGKILLs its own process once, at a chosen point, like a machine that loses power.
+
+    ``phase``: ``train_batch`` (after training step ``at``, counted over the run), ``validation``
+    (in validation batch 0 of epoch ``at``), ``test`` (in the ``at``-th test batch), ``checkpoint``
+    (while the ``at``-th checkpoint is being written). ``marker`` is created just before the kill,
+    and its existence disarms the callback, so the resumed run (same config) goes through.
+    """
+
+    def __init__(self, phase: str, at: int, marker: str) -> None:
+        if phase not in KILL_PHASES:
+            raise ValueError(f"phase must be one of {KILL_PHASES}, got {phase!r}")
+        self.phase, self.at, self.marker = phase, at, Path(marker)
+        self._saves = 0
+
+    def _kill(self) -> None:
+        if self.marker.exists():
+            return
+        self.marker.write_text(self.phase)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # type: ignore[no-untyped-def]
+        if self.phase == "train_batch" and trainer.global_step == self.at:
+            self._kill()
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:  # type: ignore[no-untyped-def]
+        if self.phase == "validation" and trainer.current_epoch == self.at and not trainer.sanity_checking:
+            self._kill()
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:  # type: ignore[no-untyped-def]
+        if self.phase == "test" and batch_idx == self.at:
+            self._kill()
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:  # type: ignore[no-untyped-def]
+        self._saves += 1
+        if self.phase == "checkpoint" and self._saves == self.at:
+            self._kill()
 
 
 class CrashAtEpochStart(L.Callback):

@@ -31,7 +31,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from recsys_lab.data.batch import Batch, Jagged
-from recsys_lab.data.datamodule import SPLITS, DataModule
+from recsys_lab.data.datamodule import SPLITS, DataModule, batch_loader
 from recsys_lab.data.preprocess import numeric as num
 from recsys_lab.data.preprocess.badrows import BadRowReport
 from recsys_lab.data.preprocess.cache import (
@@ -42,6 +42,7 @@ from recsys_lab.data.preprocess.cache import (
     cache_key,
     check_cache,
     check_split_arrays,
+    file_index,
     fingerprint,
     is_complete,
     load_array,
@@ -245,10 +246,6 @@ class CachedSplit(Dataset[Batch]):
         )
 
 
-def _identity(batch: Batch) -> Batch:
-    return batch
-
-
 # ------------------------------------------------------------------------------------------------
 # The datamodule base
 # ------------------------------------------------------------------------------------------------
@@ -429,6 +426,7 @@ class CachedDataModule(DataModule):
                 "build_seconds": time.perf_counter() - started,
                 "bad_rows": {k: v for k, v in report.to_dict().items() if k != "examples"},
                 **summary,
+                "files": file_index(tmp),
             }
             write_json(tmp / MANIFEST, manifest)
 
@@ -456,14 +454,7 @@ class CachedDataModule(DataModule):
                 "Use more rows (data.max_rows_per_file) or other data.split / data.split_fractions."
             )
         sampler = WindowShuffleSampler(len(data), batch_size, shuffle, self.shuffle_buffer, seed=self.seed)
-        return DataLoader(
-            data,
-            sampler=sampler,
-            batch_size=None,
-            collate_fn=_identity,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        return batch_loader(data, sampler, self.num_workers)
 
     # -- helpers for subclasses ----------------------------------------------------------------
     @staticmethod

@@ -15,6 +15,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -25,6 +26,7 @@ from recsys_lab.data.batch import Batch
 from recsys_lab.data.schema import Schema
 
 SPLITS = ("train", "val", "test")
+T = TypeVar("T")
 
 
 @dataclass
@@ -159,8 +161,62 @@ class _TableDataset(Dataset[Batch]):
         return self.table.batch(index)
 
 
-def _identity(batch: Batch) -> Batch:
+def _identity(batch: T) -> T:
     return batch
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader that knows how far into its epoch it is, so a run resumed from a mid-epoch
+    checkpoint continues from the exact next batch.
+
+    Lightning stores :meth:`state_dict` (the epoch and the batches served in it) in checkpoints and
+    hands it back through :meth:`load_state_dict` on resume; the next iteration over the same epoch
+    then skips the batches already trained on (they are cut and dropped, which costs a fraction of
+    training them). Iteration is lazy, so the skip is decided after Lightning has set the epoch.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._epoch = 0
+        self._served = 0
+        self._resume: dict[str, int] | None = None
+
+    def _sampler_epoch(self) -> int:
+        return int(getattr(self.sampler, "epoch", 0))
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[Any]:
+        self._epoch, self._served = self._sampler_epoch(), 0
+        skip = 0
+        if self._resume is not None:
+            if self._resume["epoch"] == self._epoch:
+                skip = self._resume["batches"]
+            self._resume = None
+        for i, batch in enumerate(super().__iter__()):
+            self._served = i + 1
+            if i >= skip:
+                yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self._epoch, "batches": self._served}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume = {"epoch": int(state_dict["epoch"]), "batches": int(state_dict["batches"])}
+
+
+def batch_loader(dataset: Dataset[Any], sampler: Sampler[Any], num_workers: int = 0) -> ResumableLoader:
+    """The loader every datamodule uses: ``sampler`` yields one batch's index at a time and
+    ``dataset[index]`` cuts the whole batch (no per-sample collate); resumable mid-epoch."""
+    return ResumableLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=None,
+        collate_fn=_identity,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )
 
 
 def table_loader(
@@ -173,14 +229,7 @@ def table_loader(
 ) -> DataLoader:
     """A DataLoader that yields :class:`Batch` objects cut from ``table``."""
     sampler = EpochBatchSampler(len(table), batch_size, shuffle=shuffle, seed=seed, drop_last=drop_last)
-    return DataLoader(
-        _TableDataset(table),
-        sampler=sampler,
-        batch_size=None,
-        collate_fn=_identity,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-    )
+    return batch_loader(_TableDataset(table), sampler, num_workers)
 
 
 class DataModule(ABC):

@@ -25,12 +25,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from recsys_lab.data.batch import Batch
-from recsys_lab.data.datamodule import SPLITS, DataModule
+from recsys_lab.data.datamodule import SPLITS, DataModule, batch_loader
 from recsys_lab.data.schema import Feature, FeatureKind, Schema
-
-
-def _identity(batch: Batch) -> Batch:
-    return batch
 
 
 class _JoinedDataset(Dataset[Batch]):
@@ -121,14 +117,7 @@ class ColumnJoinDataModule(DataModule):
                 f"{type(self).__name__}: the {split} split has {rows} rows but the joined columns have "
                 f"{columns.shape[0]}; {self.mismatch_hint}"
             )
-        return DataLoader(
-            _JoinedDataset(loader.dataset, columns),
-            sampler=loader.sampler,
-            batch_size=None,
-            collate_fn=_identity,
-            num_workers=loader.num_workers,
-            persistent_workers=loader.num_workers > 0,
-        )
+        return batch_loader(_JoinedDataset(loader.dataset, columns), loader.sampler, loader.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

@@ -20,13 +20,14 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from hydra import compose
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from recsys_lab.runners.stage import run_lock
 from recsys_lab.scaling.fit import PowerLawFit, fit_power_law
 
 Row = dict[str, Any]
@@ -35,11 +36,19 @@ TRAINING_FLOPS_PER_FORWARD = 3  # forward + backward ≈ 3 forwards (backward = 
 
 @dataclass(frozen=True)
 class Point:
-    """One run of a study: ``family``, the overrides that make it, and its id (directory name)."""
+    """One run of a study: ``family``, the overrides that make it, its readable id, and the hash of
+    its whole composed train config (all overrides included; see :func:`fingerprinted`)."""
 
     family: str
     overrides: tuple[str, ...]
     point_id: str
+    config_hash: str = ""
+
+    @property
+    def dir_name(self) -> str:
+        """The point's folder: ``<id>-<config hash>``, so a point trained with other overrides (or
+        other config files) is never mistaken for this one."""
+        return f"{self.point_id}-{self.config_hash}" if self.config_hash else self.point_id
 
 
 def _value_str(v: Any) -> str:
@@ -103,8 +112,21 @@ def points(study: DictConfig) -> list[Point]:
     return out
 
 
+def config_hash(point: Point, extra: Iterable[str] = ()) -> str:
+    """12 hex digits of SHA-256 over the point's resolved train config (needs an initialised Hydra).
+    The output folder is replaced by a placeholder, so the hash depends on what is trained only."""
+    cfg = compose(config_name="train", overrides=[*point.overrides, *extra, "paths.output_dir=POINT_DIR"])
+    return hashlib.sha256(OmegaConf.to_yaml(cfg, resolve=True).encode()).hexdigest()[:12]
+
+
+def fingerprinted(study: DictConfig, extra: Iterable[str] = ()) -> list[Point]:
+    """:func:`points` with each point's :func:`config_hash` filled in (needs an initialised Hydra)."""
+    extra = tuple(extra)
+    return [replace(p, config_hash=config_hash(p, extra)) for p in points(study)]
+
+
 def point_dir(out_dir: Path, point: Point) -> Path:
-    return out_dir / "points" / point.point_id
+    return out_dir / "points" / point.dir_name
 
 
 def is_finished(out_dir: Path, point: Point) -> bool:
@@ -138,9 +160,9 @@ def run_points(
 
     extra = tuple(extra)
     trained: list[Point] = []
-    todo = [p for p in points(study) if not is_finished(out_dir, p)]
+    todo = [p for p in fingerprinted(study, extra) if not is_finished(out_dir, p)]
     for i, point in enumerate(todo):
-        print(f"[study {study.name}] point {i + 1}/{len(todo)}: {point.point_id}", flush=True)
+        print(f"[study {study.name}] point {i + 1}/{len(todo)}: {point.dir_name}", flush=True)
         train(compose_point(point, out_dir, extra))
         trained.append(point)
     return trained
@@ -175,11 +197,12 @@ def _derived(metrics: Row, config: DictConfig | None) -> Row:
     return row
 
 
-def collect(study: DictConfig, out_dir: Path) -> tuple[list[Row], list[Point]]:
-    """Rows of the finished points (metrics + derived axes + family, point) and the pending points."""
+def collect(study: DictConfig, out_dir: Path, extra: Iterable[str] = ()) -> tuple[list[Row], list[Point]]:
+    """Rows of the finished points (metrics + derived axes + family, point) and the pending points:
+    only points whose folder matches the config the study composes now (with ``extra``)."""
     rows: list[Row] = []
     pending: list[Point] = []
-    for point in points(study):
+    for point in fingerprinted(study, extra):
         run_dir = point_dir(out_dir, point)
         metrics_file = run_dir / "metrics.json"
         if not metrics_file.is_file():
@@ -188,7 +211,7 @@ def collect(study: DictConfig, out_dir: Path) -> tuple[list[Row], list[Point]]:
         metrics = json.loads(metrics_file.read_text())
         config_file = run_dir / "config.yaml"
         config = OmegaConf.load(config_file) if config_file.is_file() else None
-        row: Row = {"family": point.family, "point": point.point_id, **metrics}
+        row: Row = {"family": point.family, "point": point.dir_name, **metrics}
         row.update(_derived(metrics, config))  # type: ignore[arg-type]
         for key in study.get("config_columns", []) or []:
             row[f"config:{key}"] = None if config is None else _value_str(OmegaConf.select(config, key))
@@ -297,10 +320,17 @@ def _file_key(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", key).strip("_")
 
 
-def report(study: DictConfig, out_dir: Path, plots: bool = True) -> dict[str, Any]:
+def report(study: DictConfig, out_dir: Path, plots: bool = True, extra: Iterable[str] = ()) -> dict[str, Any]:
     """Collect, fit and write ``table.md``, ``table.csv``, ``fits.csv`` and the PNGs into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows, pending = collect(study, out_dir)
+    extra = tuple(extra)
+    rows, pending = collect(study, out_dir, extra)
+    used = {str(r["point"]) for r in rows}
+    others = sorted(
+        d.name
+        for d in (out_dir / "points").glob("*")
+        if d.is_dir() and d.name not in used and (d / "metrics.json").is_file()
+    )
     columns = _columns(study, rows)
     with (out_dir / "table.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
@@ -365,6 +395,17 @@ def report(study: DictConfig, out_dir: Path, plots: bool = True) -> dict[str, An
     if study.get("description"):
         lines += [str(study.description).strip(), ""]
     lines += [f"{len(rows)} finished point(s), {len(pending)} pending.", ""]
+    lines += [
+        "Points are keyed by their whole composed train config (folder `<point>-<config hash>`); "
+        f"extra overrides of this report: `{list(extra)}`.",
+        "",
+    ]
+    if others:
+        lines += [
+            f"Not used: {len(others)} finished point folder(s) trained with other overrides or config "
+            "files: " + ", ".join(others),
+            "",
+        ]
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
     lines += ["", f"## Fits `{study.y} = a·x^(−b) + c` (95% intervals)", ""]
@@ -380,11 +421,11 @@ def report(study: DictConfig, out_dir: Path, plots: bool = True) -> dict[str, An
             else:
                 lines.append(f"| {x_key} | {family} | {fit} | | |")
     if pending:
-        lines += ["", "Pending points: " + ", ".join(p.point_id for p in pending)]
+        lines += ["", "Pending points: " + ", ".join(p.dir_name for p in pending)]
     if pngs:
         lines += [""] + [f"![{p}]({p})" for p in pngs]
     (out_dir / "table.md").write_text("\n".join(lines) + "\n")
-    return {"rows": rows, "pending": pending, "fits": all_fits, "plots": pngs}
+    return {"rows": rows, "pending": pending, "fits": all_fits, "plots": pngs, "not_used": others}
 
 
 def run_study(cfg: DictConfig, train: Callable[[DictConfig], Any] | None = None) -> dict[str, Any]:
@@ -397,14 +438,15 @@ def run_study(cfg: DictConfig, train: Callable[[DictConfig], Any] | None = None)
     if mode not in ("run", "report", "commands"):
         raise ValueError(f"mode must be run, report or commands, got {mode!r}")
     if mode == "commands":
-        todo = [p for p in points(study) if not is_finished(out_dir, p)]
+        todo = [p for p in fingerprinted(study, extra) if not is_finished(out_dir, p)]
         for point in todo:
             print(point_command(point, out_dir, extra))
         return {"commands": len(todo)}
     trained: list[Point] = []
-    if mode == "run":
-        trained = run_points(study, out_dir, extra, train)
-    result = report(study, out_dir, plots=bool(cfg.get("plots", True)))
+    with run_lock(out_dir, "study"):
+        if mode == "run":
+            trained = run_points(study, out_dir, extra, train)
+        result = report(study, out_dir, plots=bool(cfg.get("plots", True)), extra=extra)
     result["trained"] = trained
     print(f"[study {study.name}] trained {len(trained)} point(s); report in {out_dir / 'table.md'}")
     return result

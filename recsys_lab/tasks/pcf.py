@@ -29,7 +29,7 @@ from recsys_lab.data.cooccurrence import (
     resolve_field_pairs,
     select_field_pairs,
 )
-from recsys_lab.data.datamodule import SPLITS, EpochBatchSampler, TableSplit
+from recsys_lab.data.datamodule import SPLITS, EpochBatchSampler, TableSplit, batch_loader
 from recsys_lab.models.pcf_gnn import PCFGNN
 from recsys_lab.utils import write_json_atomic
 
@@ -99,7 +99,7 @@ class PCFPretrainTask(L.LightningModule):
         """Shuffled batches of edge indices (int64 ``[b]``)."""
         n = self.edge_u.numel()
         sampler = EpochBatchSampler(n, self.edge_batch_size, shuffle=True, seed=seed)
-        return DataLoader(_Indices(n), sampler=sampler, batch_size=None, collate_fn=_identity)
+        return batch_loader(_Indices(n), sampler)
 
     # -- training ------------------------------------------------------------------------------
     def loss(self, edges: Tensor) -> Tensor:
@@ -130,10 +130,6 @@ class _Indices(Dataset[Tensor]):
 
     def __getitem__(self, index: Tensor) -> Tensor:  # type: ignore[override]
         return index
-
-
-def _identity(x: Tensor) -> Tensor:
-    return x
 
 
 # -- features ----------------------------------------------------------------------------------

@@ -12,7 +12,8 @@ import pytest
 from recsys_lab.data.avazu import AvazuDataModule
 from recsys_lab.data.criteo import CriteoDataModule
 from recsys_lab.data.movielens import MovieLensDataModule
-from recsys_lab.data.preprocess.errors import CacheMismatchError
+from recsys_lab.data.preprocess.cache import file_index
+from recsys_lab.data.preprocess.errors import CacheDamagedError, CacheMismatchError
 from recsys_lab.data.preprocess.split import SPLITS
 from recsys_lab.data.preprocess.tabular import TabularPreprocessor
 from tests.data.rawfiles import criteo_lines, sample_file, write_lines, write_movielens
@@ -141,17 +142,28 @@ def test_concurrent_builders_build_once(train_txt, tmp_path, monkeypatch):
     assert not errors and len(set(results)) == 1 and len(builds) == 1
 
 
+def _reseal(folder) -> None:
+    """Rewrite the manifest's file checksums, as if the cache had been built as it now is (so the
+    checks behind the checksums are reached)."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "files": file_index(folder)}))
+
+
 def test_a_cache_that_does_not_match_the_config_is_refused(train_txt, tmp_path):
     dm = criteo(train_txt, tmp_path / "cache")
     folder = dm.cache_path
     schema = json.loads((folder / "schema.json").read_text())
     tampered = {**schema, "features": schema["features"][:-1]}
     (folder / "schema.json").write_text(json.dumps(tampered))
+    with pytest.raises(CacheDamagedError, match=r"schema\.json has"):
+        criteo(train_txt, tmp_path / "cache")
+    _reseal(folder)
     with pytest.raises(
         CacheMismatchError, match=r"does not match the config.*39 features.*38 features.*Delete"
     ):
         criteo(train_txt, tmp_path / "cache")
     (folder / "schema.json").write_text(json.dumps(schema))
+    _reseal(folder)
 
     manifest = json.loads((folder / "manifest.json").read_text())
     (folder / "manifest.json").write_text(
@@ -164,6 +176,9 @@ def test_a_cache_that_does_not_match_the_config_is_refused(train_txt, tmp_path):
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
     np.save(folder / "train" / "sparse.npy", np.zeros((3, 39), dtype=np.int32))
+    with pytest.raises(CacheDamagedError, match=r"train/sparse\.npy has"):
+        criteo(train_txt, tmp_path / "cache")
+    _reseal(folder)
     again = criteo(train_txt, tmp_path / "cache")
     with pytest.raises(CacheMismatchError, match=r"train/sparse\.npy has shape"):
         next(iter(again.train_dataloader()))
@@ -187,3 +202,22 @@ def test_cache_holds_schema_vocab_and_summary(train_txt, tmp_path):
     for field, n in sizes.iter_rows():
         assert dm.schema[field].vocab_size == n + 2
     assert dm.manifest["inputs"][0]["path"] == str(train_txt.resolve())
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda f: f.unlink(), "val/click.npy is missing"),
+        (lambda f: f.write_bytes(f.read_bytes()[:-4]), "val/click.npy has"),
+        (lambda f: f.write_bytes(f.read_bytes()[:-4] + b"\x00\x00\x80\x3f"), "does not match its checksum"),
+    ],
+    ids=["deleted", "truncated", "changed"],
+)
+def test_a_damaged_cache_is_named_when_opened(train_txt, tmp_path, damage, message):
+    folder = criteo(train_txt, tmp_path / "cache").cache_path
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert {"train/sparse.npy", "val/click.npy", "schema.json"} <= set(manifest["files"])
+    damage(folder / "val" / "click.npy")
+    with pytest.raises(CacheDamagedError, match=message) as err:
+        criteo(train_txt, tmp_path / "cache")  # fails when opened, before any training
+    assert f"rm -rf {folder}" in str(err.value)

@@ -2,7 +2,8 @@
 
 Layout of ``<cache_dir>/<dataset>/<key>/``::
 
-    manifest.json        written last: format version, config, input fingerprints, split sizes
+    manifest.json        written last: format version, config, input fingerprints, split sizes, and
+                         every other file of the folder with its size and CRC-32 (checked on opening)
     schema.json          the Schema models are built from
     vocab.parquet        fitted vocabularies (field, id, value, count)
     transforms.json      fitted numeric transforms (means, quantile boundaries, ...)
@@ -29,13 +30,14 @@ import logging
 import os
 import shutil
 import uuid
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 
-from recsys_lab.data.preprocess.errors import CacheMismatchError, DataError
+from recsys_lab.data.preprocess.errors import CacheDamagedError, CacheMismatchError, DataError
 from recsys_lab.data.schema import Schema
 
 log = logging.getLogger(__name__)
@@ -146,6 +148,51 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     return json.loads((folder / MANIFEST).read_text())
 
 
+def _crc32(path: Path, chunk: int = 1 << 24) -> str:
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            crc = zlib.crc32(block, crc)
+    return f"{crc:08x}"
+
+
+def file_index(folder: Path) -> dict[str, dict[str, Any]]:
+    """Every file under ``folder`` but the manifest: relative path -> ``{"bytes", "crc32"}``."""
+    return {
+        p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "crc32": _crc32(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+
+
+def verify_files(folder: Path, manifest: dict[str, Any]) -> None:
+    """Check that every file the manifest lists exists with its size and CRC-32.
+
+    Raises:
+        CacheDamagedError: naming the first damaged file and the command that rebuilds the cache.
+    """
+    listed: dict[str, dict[str, Any]] | None = manifest.get("files")
+    if listed is None:
+        log.warning(
+            "The cache at %s predates file checksums and cannot be verified; delete it to rebuild", folder
+        )
+        return
+    for name, want in listed.items():
+        path = folder / name
+        if not path.is_file():
+            problem = f"{name} is missing"
+        elif path.stat().st_size != want["bytes"]:
+            problem = f"{name} has {path.stat().st_size:,} bytes, the manifest says {want['bytes']:,}"
+        elif _crc32(path) != want["crc32"]:
+            problem = f"{name} does not match its checksum (CRC-32 {want['crc32']} when written)"
+        else:
+            continue
+        raise CacheDamagedError(
+            f"The cache at {folder} is damaged: {problem}. Rebuild it from the raw files: "
+            f"`rm -rf {folder}`, then run the same command again."
+        )
+
+
 def check_cache(
     folder: Path,
     dataset: str,
@@ -162,6 +209,7 @@ def check_cache(
             or arrays do not match what the config asks for.
     """
     manifest = read_manifest(folder)
+    verify_files(folder, manifest)
     fix = f"Delete {folder} to rebuild it from the raw files."
     if manifest.get("format_version") != FORMAT_VERSION or manifest.get("dataset") != dataset:
         raise CacheMismatchError(

@@ -17,3 +17,7 @@ class BadRowsError(DataError):
 
 class CacheMismatchError(DataError):
     """A preprocessed cache does not match the config that asked for it."""
+
+
+class CacheDamagedError(CacheMismatchError):
+    """A file of a preprocessed cache is missing, truncated or changed since it was written."""

@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from recsys_lab.data.batch import Batch
-from recsys_lab.data.datamodule import SPLITS, DataModule, EpochBatchSampler
+from recsys_lab.data.datamodule import SPLITS, DataModule, EpochBatchSampler, batch_loader
 from recsys_lab.data.schema import Feature, Schema
 from recsys_lab.data.synthetic.sequences import ROWS, WorldSamples, onboarding_features, world_schema
 from recsys_lab.data.synthetic.world import EventLog, World, WorldSpec
@@ -102,10 +102,6 @@ class _SampleDataset(Dataset[Batch]):
         return self.samples.batch(index.numpy() + self.lo, privileged=self.privileged)
 
 
-def _identity(batch: Batch) -> Batch:
-    return batch
-
-
 def sample_loader(
     samples: WorldSamples,
     lo: int,
@@ -115,14 +111,7 @@ def sample_loader(
     num_workers: int,
 ) -> DataLoader:
     """A DataLoader of :class:`Batch` es of samples ``[lo, hi)`` in the order ``sampler`` gives."""
-    return DataLoader(
-        _SampleDataset(samples, lo, hi, privileged),
-        sampler=sampler,
-        batch_size=None,
-        collate_fn=_identity,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-    )
+    return batch_loader(_SampleDataset(samples, lo, hi, privileged), sampler, num_workers)
 
 
 class WorldDataModule(DataModule):
