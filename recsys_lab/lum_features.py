@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recsys_lab.data.datamodule import SPLITS, DataModule
 from recsys_lab.models.lum import LUM
+from recsys_lab.runners import stage
 from recsys_lab.utils import write_json_atomic
 
 META_FILE = "lum_features.json"
@@ -87,8 +88,7 @@ def write_lum_features(cfg: DictConfig) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     torch.manual_seed(int(cfg.get("seed", 0)))
-    if cfg.get("num_threads"):
-        torch.set_num_threads(cfg.num_threads)
+    stage.set_threads(cfg)
     datamodule: DataModule = instantiate(cfg.data)
     datamodule.setup()
     model, ckpt = load_lum(opts.pretrain_dir, datamodule.schema)

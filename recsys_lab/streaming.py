@@ -34,6 +34,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from recsys_lab.metrics import CTRMetrics
+from recsys_lab.runners import stage
 from recsys_lab.utils import write_json_atomic
 
 METRICS = ("auc", "logloss", "ne", "gauc", "calibration")
@@ -220,8 +221,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    if cfg.get("num_threads"):
-        torch.set_num_threads(cfg.num_threads)
+    stage.set_threads(cfg)
     torch.set_flush_denormal(bool(cfg.get("flush_denormal", True)))
     resume = bool(cfg.get("ckpt_path"))
     verticals = (cfg.get("streaming") or {}).get("verticals")

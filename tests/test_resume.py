@@ -226,3 +226,25 @@ def test_resume_command_line_reuses_the_runs_overrides(tmp_path):
     assert stage.resume_argv(["prog", "model=dnn"], "out_dir") == ["prog", "model=dnn"]
     with pytest.raises(FileNotFoundError, match="not a run folder"):
         stage.resume_argv(["prog", f"resume={tmp_path / 'nope'}"], "hydra.run.dir")
+
+
+@pytest.mark.subprocess
+def test_runs_started_together_get_their_own_folders(tmp_path):
+    args = ["-m", "recsys_lab.train", "debug=fast_dev_run", "num_threads=1", f"paths.log_dir={tmp_path}"]
+    procs = {
+        "dnn": _start([*args, "model=dnn"], tmp_path),
+        "dcnv2": _start([*args, "model=dcnv2"], tmp_path),
+        "dnn, again": _start([*args, "model=dnn"], tmp_path),  # the identical command
+    }
+    for what, (code, out) in _finish(procs).items():
+        assert code == 0, f"{what}:\n{out[-3000:]}"
+    runs = sorted(p.parent for p in tmp_path.rglob("metrics.json"))
+    assert len(runs) == 3, runs
+    models = sorted(json.loads((r / "metrics.json").read_text())["model"] for r in runs)
+    assert models == ["DCNv2", "DNN", "DNN"]
+    for r in runs:  # each folder holds its own run's config and log, once
+        assert (
+            f"model={json.loads((r / 'metrics.json').read_text())['model'].lower()}"
+            in (r / ".hydra" / "overrides.yaml").read_text()
+        )
+        assert (r / "train.log").read_text().count("`Trainer.fit` stopped") == 1

@@ -18,7 +18,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader, Dataset
@@ -31,6 +31,7 @@ from recsys_lab.data.cooccurrence import (
 )
 from recsys_lab.data.datamodule import SPLITS, EpochBatchSampler, TableSplit, batch_loader
 from recsys_lab.models.pcf_gnn import PCFGNN
+from recsys_lab.runners import stage
 from recsys_lab.utils import write_json_atomic
 
 OptimizerFactory = Callable[..., Optimizer]
@@ -166,11 +167,7 @@ def pretrain_stage(cfg: DictConfig) -> dict[str, Any]:
     from recsys_lab.train import build
 
     out_dir = Path(cfg.paths.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    if cfg.get("num_threads"):
-        torch.set_num_threads(cfg.num_threads)
+    stage.begin(cfg, out_dir)
     datamodule, model, task = build(cfg)
     if not isinstance(task, PCFPretrainTask):
         raise ValueError(f"The pcf stage needs task=pcf_pretrain, got {cfg.task._target_}")
