@@ -7,6 +7,7 @@ import yaml
 from omegaconf import open_dict
 
 from recsys_lab.pipeline import PipelineError, run_pipeline
+from recsys_lab.runners.stage import RunLockedError, run_lock
 from tests.conftest import compose_train
 from tests.helpers import CRASH_ENV
 
@@ -93,3 +94,11 @@ def test_bad_stage_definitions_are_rejected(tmp_path):
         cfg.pipeline.stages[0].overides = ["model=dnn"]
     with pytest.raises(PipelineError, match="overides"):
         run_pipeline(cfg)
+
+
+def test_a_second_run_of_the_same_pipeline_folder_is_refused(tmp_path):
+    cfg = compose_pipeline(tmp_path)
+    with run_lock(tmp_path / "pipe", "pipeline"):  # another process running this pipeline
+        with pytest.raises(RunLockedError, match=r"The pipeline folder .*/pipe is in use by pid \d+"):
+            run_pipeline(cfg)
+    assert not (tmp_path / "pipe" / "state.json").exists()  # nothing was written meanwhile
