@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -14,6 +15,9 @@ import numpy as np
 import torch
 
 from recsys_lab.data.batch import Batch
+from recsys_lab.runners.threads import CpuLoad, available_cpus, threads_for
+
+log = logging.getLogger(__name__)
 
 
 class Throughput(L.Callback):
@@ -200,3 +204,35 @@ class RngState(L.Callback):
             )
         )
         torch.set_rng_state(state_dict["torch"])
+
+
+class AdaptiveThreads(L.Callback):
+    """Re-chooses torch's intra-op threads every ``every_s`` seconds of training from the load other
+    processes put on the machine meanwhile (:func:`~recsys_lab.runners.threads.threads_for`), so a
+    run started on an idle machine does not collapse when something else starts beside it. Does
+    nothing when ``num_threads`` is fixed (not None). ``jobs``: runs sharing the machine by design.
+    """
+
+    def __init__(self, num_threads: int | None = None, jobs: int = 1, every_s: float = 30.0) -> None:
+        self.fixed = num_threads
+        self.jobs = jobs
+        self.every_s = every_s
+        self._load: CpuLoad | None = None
+        self._last = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.fixed:
+            self._load, self._last = CpuLoad(), time.monotonic()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: object, batch: Batch, batch_idx: int
+    ) -> None:
+        if self._load is None or time.monotonic() - self._last < self.every_s:
+            return
+        self._last = time.monotonic()
+        threads = threads_for(available_cpus(), self.jobs, self._load.other_busy())
+        if threads != torch.get_num_threads():
+            log.info(
+                "torch threads %d -> %d (load of other processes changed)", torch.get_num_threads(), threads
+            )
+            torch.set_num_threads(threads)

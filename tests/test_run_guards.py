@@ -75,3 +75,26 @@ def test_concurrent_jobs_counts_cpu_ddp_ranks():
 
     assert stage.concurrent_jobs(OmegaConf.create({"trainer": {"accelerator": "cpu", "devices": 2}})) == 2
     assert stage.concurrent_jobs(OmegaConf.create({"trainer": {"accelerator": "gpu", "devices": 8}})) == 1
+
+
+def test_adaptive_threads_follow_the_load_unless_fixed(monkeypatch):
+    import recsys_lab.callbacks as callbacks
+
+    monkeypatch.setattr(callbacks, "available_cpus", lambda: 4)
+    before = torch.get_num_threads()
+    try:
+        guard = callbacks.AdaptiveThreads(num_threads=None, every_s=0.0)
+        guard.on_train_start(None, None)  # type: ignore[arg-type]
+        monkeypatch.setattr(callbacks.CpuLoad, "other_busy", lambda self: 3.0)  # 3 of 4 CPUs taken
+        guard.on_train_batch_end(None, None, None, None, 0)  # type: ignore[arg-type]
+        assert torch.get_num_threads() == 1
+        monkeypatch.setattr(callbacks.CpuLoad, "other_busy", lambda self: 0.0)  # the neighbour left
+        guard.on_train_batch_end(None, None, None, None, 0)  # type: ignore[arg-type]
+        assert torch.get_num_threads() == 4
+        fixed = callbacks.AdaptiveThreads(num_threads=2, every_s=0.0)
+        fixed.on_train_start(None, None)  # type: ignore[arg-type]
+        monkeypatch.setattr(callbacks.CpuLoad, "other_busy", lambda self: 3.0)
+        fixed.on_train_batch_end(None, None, None, None, 0)  # type: ignore[arg-type]
+        assert torch.get_num_threads() == 4  # untouched
+    finally:
+        torch.set_num_threads(before)

@@ -179,7 +179,8 @@ def concurrent_jobs(cfg: DictConfig) -> int:
 
 
 def set_threads(cfg: DictConfig) -> int:
-    """Set torch's intra-op threads: ``num_threads`` when given, else :func:`default_threads`."""
+    """Set torch's intra-op threads: ``num_threads`` when given, else :func:`default_threads`
+    (and the :class:`~recsys_lab.callbacks.AdaptiveThreads` callback keeps adjusting them)."""
     threads = cfg.get("num_threads")
     if not threads:
         threads = default_threads(concurrent_jobs(cfg))
