@@ -1,0 +1,5 @@
+"""Everything that runs after training: evaluate, predict, export (and the multirun summary).
+
+Each runner is a Hydra entry (``conf/eval.yaml``, ``conf/predict.yaml``, ``conf/export.yaml``) with
+a thin ``python -m`` module beside ``recsys_lab.train``; they share :mod:`.common`.
+"""
