@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,14 +75,24 @@ class ServingModel(nn.Module):
     def input_names(self) -> tuple[str, ...]:
         return TABULAR_INPUTS + (HISTORY_INPUTS if self.history else ())
 
-    def forward(self, dense: Tensor, sparse: Tensor, *history: Tensor) -> Tensor:
-        """``dense`` float32 ``[B, D]``, ``sparse`` int64 ``[B, F]`` (+ the four Jagged tensors)
-        -> float32 ``[B]`` click probabilities."""
+    def forward(
+        self,
+        dense: Tensor,
+        sparse: Tensor,
+        hist_values: Tensor | None = None,
+        hist_actions: Tensor | None = None,
+        hist_timestamps: Tensor | None = None,
+        hist_offsets: Tensor | None = None,
+    ) -> Tensor:
+        """``dense`` float32 ``[B, D]``, ``sparse`` int64 ``[B, F]`` (+ the four Jagged tensors of
+        sequence models) -> float32 ``[B]`` click probabilities."""
+        history = None
+        if self.history:
+            assert hist_values is not None and hist_actions is not None
+            assert hist_timestamps is not None and hist_offsets is not None
+            history = Jagged(hist_values, hist_actions, hist_timestamps, hist_offsets)
         batch = Batch(
-            dense=dense,
-            sparse=sparse,
-            labels={"click": dense.new_zeros(sparse.shape[0])},
-            history=Jagged(*history) if self.history else None,
+            dense=dense, sparse=sparse, labels={"click": dense.new_zeros(sparse.shape[0])}, history=history
         )
         return torch.sigmoid(self.model(batch))
 
@@ -130,12 +141,22 @@ def real_batch(run: TrainedRun, rows: int) -> Batch:
 
 
 def _fail(model: nn.Module, fmt: str, err: BaseException) -> ExportError:
-    first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    root = err
+    while root.__cause__ is not None:  # the exporters wrap the failing step's error
+        root = root.__cause__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(root))
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    why = ""
+    if isinstance(model, CTRModel) and model.schema.sequence:
+        why = (
+            " Sequence models read Batch.history packed without padding and size their padded blocks from the "
+            "data (e.g. the longest history of the batch), a data-dependent shape the exporters cannot trace."
+        )
     return ExportError(
-        f"{type(model).__name__} cannot be exported to {fmt}: {type(err).__name__}: {first[:400]}. "
+        f"{type(model).__name__} cannot be exported to {fmt}: {type(root).__name__}: {first[:300]}.{why} "
         "The tabular models (DNN, DeepFM, DCNv2, RankMixer, UniMixer, UniMixing-Lite, FM block, with or "
         f"without APG) export; {'try format=torch_export, or ' if fmt == 'onnx' else ''}serve this model eagerly "
-        "(recsys-predict) instead."
+        "(recsys-predict, or the model itself) instead."
     )
 
 
