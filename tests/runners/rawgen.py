@@ -19,8 +19,12 @@ def criteo_rows(n: int, seed: int = 0) -> list[str]:
     label = rng.random(n) < 1 / (1 + np.exp(-logit))
     lines = []
     for r in range(n):
-        ints = [str(i1[r])] + [("" if rng.random() < 0.1 else str(int(rng.integers(0, 300)))) for _ in range(12)]
-        cats = [f"{c1[r]:08x}"] + [("" if rng.random() < 0.1 else f"{int(rng.integers(0, 30)):08x}") for _ in range(25)]
+        ints = [str(i1[r])] + [
+            ("" if rng.random() < 0.1 else str(int(rng.integers(0, 300)))) for _ in range(12)
+        ]
+        cats = [f"{c1[r]:08x}"] + [
+            ("" if rng.random() < 0.1 else f"{int(rng.integers(0, 30)):08x}") for _ in range(25)
+        ]
         lines.append("\t".join([str(int(label[r])), *ints, *cats]))
     return lines
 

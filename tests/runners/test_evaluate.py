@@ -1,0 +1,119 @@
+"""recsys-eval: a checkpoint scored on its own splits, on the same rows preprocessed by another
+config (the training vocabularies must be used), on a new file, and through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from recsys_lab.data.preprocess.errors import DataError
+from recsys_lab.metrics import auc, logloss
+from recsys_lab.runners.evaluate import evaluate
+from recsys_lab.runners.predict import predict
+from tests.runners.conftest import runner_config, train_tiny
+from tests.runners.rawgen import write_criteo
+
+REPO = Path(__file__).resolve().parents[2]
+METRIC_KEYS = ("auc", "logloss", "gauc", "ne", "calibration")
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("synthetic")
+    return train_tiny(folder, "model=dnn")
+
+
+@pytest.fixture(scope="module")
+def criteo_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("criteo")
+    write_criteo(folder / "criteo.tsv", 3000, seed=0)
+    write_criteo(folder / "day2.tsv", 700, seed=1)
+    data = ("data=criteo", f"data.path={folder / 'criteo.tsv'}", f"data.cache_dir={folder / 'cache'}")
+    metrics, ckpt = train_tiny(folder, "model=deepfm", *data, "data.min_count=1")
+    return folder, metrics, ckpt, data
+
+
+def _same(a: float, b: float) -> bool:
+    return (np.isnan(a) and np.isnan(b)) or a == pytest.approx(b, abs=1e-6)
+
+
+def test_eval_of_the_runs_own_data_reproduces_its_metrics(synthetic_run, tmp_path):
+    trained, ckpt = synthetic_run
+    m = evaluate(runner_config("eval", tmp_path, f"ckpt_path={ckpt}", "num_threads=1"))
+    for split in ("val", "test"):
+        for k in (*METRIC_KEYS, "oracle_auc", "oracle_logloss"):
+            assert _same(m[f"{split}/{k}"], trained[f"{split}/{k}"]), f"{split}/{k}"
+    for k in ("params/embedding", "params/dense", "flops/per_example", "model", "data", "seed"):
+        assert m[k] == trained[k], k
+    saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert saved["test/auc"] == pytest.approx(m["test/auc"])
+    assert (tmp_path / "run" / "config.yaml").is_file()
+
+
+def test_eval_encodes_rows_with_the_training_vocabularies(criteo_run, tmp_path):
+    """Another preprocessing config (min_count=3, so another cache) over the same file: the same
+    test rows must be encoded with the run's vocabularies, giving the training metrics exactly."""
+    folder, trained, ckpt, data = criteo_run
+    m = evaluate(runner_config("eval", tmp_path, f"ckpt_path={ckpt}", *data, "data.min_count=3"))
+    assert m["eval/encoding"] == "training vocabularies"
+    assert m["eval/rows"] == "splits"
+    for split in ("val", "test"):
+        for k in METRIC_KEYS:
+            assert _same(m[f"{split}/{k}"], trained[f"{split}/{k}"]), f"{split}/{k}"
+    assert not any(p.name.startswith(".tmp") for p in (folder / "cache" / "criteo").iterdir())
+    assert len(list((folder / "cache" / "criteo").glob("*/manifest.json"))) == 1  # nothing was rebuilt
+
+
+def test_eval_on_a_new_file_scores_every_row_like_predict(criteo_run, tmp_path):
+    folder, _, ckpt, data = criteo_run
+    day2 = folder / "day2.tsv"
+    m = evaluate(
+        runner_config("eval", tmp_path / "e", f"ckpt_path={ckpt}", *data[:1], f"data.path={day2}", data[2])
+    )
+    assert m["eval/rows"] == "all" and m["eval/rows_read"] == 700 and m["eval/bad_rows"] == 0
+    assert "val/auc" not in m
+    out = tmp_path / "p.parquet"
+    predict(runner_config("predict", tmp_path / "p", f"ckpt_path={ckpt}", f"input={day2}", f"output={out}"))
+    scores = torch.from_numpy(pl.read_parquet(out)["score"].to_numpy().copy())
+    labels = torch.tensor([float(line.split("\t")[0]) for line in day2.read_text().splitlines()])
+    assert m["test/auc"] == pytest.approx(auc(scores, labels), abs=1e-6)
+    assert m["test/logloss"] == pytest.approx(logloss(scores, labels), abs=1e-6)
+
+
+def test_eval_on_data_with_another_schema_fails_clearly(synthetic_run, tmp_path):
+    _, ckpt = synthetic_run
+    cfg = runner_config("eval", tmp_path, f"ckpt_path={ckpt}", "data=synthetic", "data.num_categorical=5")
+    with pytest.raises(DataError, match="schema other than the one"):
+        evaluate(cfg)
+
+
+def test_eval_of_a_missing_checkpoint_says_what_to_give(tmp_path):
+    with pytest.raises(FileNotFoundError, match="checkpoints/best.ckpt"):
+        evaluate(runner_config("eval", tmp_path, f"ckpt_path={tmp_path / 'nope.ckpt'}"))
+
+
+@pytest.mark.subprocess
+def test_cli_writes_a_run_folder(synthetic_run, tmp_path):
+    _, ckpt = synthetic_run
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    args = [
+        sys.executable,
+        "-m",
+        "recsys_lab.evaluate",
+        f"ckpt_path={ckpt}",
+        f"paths.log_dir={tmp_path}",
+        "num_threads=1",
+    ]
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test" in proc.stdout and "auc" in proc.stdout
+    (metrics,) = list((tmp_path / "eval").glob("*/metrics.json"))
+    assert json.loads(metrics.read_text())["model"] == "DNN"
