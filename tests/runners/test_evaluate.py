@@ -96,7 +96,7 @@ def test_eval_on_data_with_another_schema_fails_clearly(synthetic_run, tmp_path)
 
 
 def test_eval_of_a_missing_checkpoint_says_what_to_give(tmp_path):
-    with pytest.raises(FileNotFoundError, match="checkpoints/best.ckpt"):
+    with pytest.raises(FileNotFoundError, match=r"checkpoints/best\.ckpt"):
         evaluate(runner_config("eval", tmp_path, f"ckpt_path={tmp_path / 'nope.ckpt'}"))
 
 
