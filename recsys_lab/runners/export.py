@@ -125,11 +125,11 @@ class Exported:
     max_abs_diff: float | None
 
 
-def serving_model(run: TrainedRun) -> ServingModel:
-    """The run's model prepared for serving: eval mode, APG factors merged, CPU."""
-    model = merge_apg(run.model.cpu().eval())
-    assert isinstance(model, CTRModel)
-    return ServingModel(model, history=bool(model.schema.sequence)).eval()
+def serving_model(model: CTRModel) -> ServingModel:
+    """``model`` prepared for serving (in place): eval mode, APG factors merged, on the CPU."""
+    merged = merge_apg(model.cpu().eval())
+    assert isinstance(merged, CTRModel)
+    return ServingModel(merged, history=bool(merged.schema.sequence)).eval()
 
 
 def real_batch(run: TrainedRun, rows: int) -> Batch:
@@ -269,7 +269,7 @@ def export(
     tolerance: float = 1e-5,
 ) -> Exported:
     """Export ``run``'s model (checked on a batch of its test split); write ``<output>.json``."""
-    out = export_serving(serving_model(run), real_batch(run, check_rows), fmt, output, check, tolerance)
+    out = export_serving(serving_model(run.model), real_batch(run, check_rows), fmt, output, check, tolerance)
     out.meta["ckpt_path"] = str(run.ckpt_path)
     write_json_atomic(output.with_name(output.name + ".json"), out.meta)
     return out
