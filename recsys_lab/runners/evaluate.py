@@ -121,7 +121,7 @@ def plan(cfg: DictConfig, run: TrainedRun, data_cfg: DictConfig) -> tuple[DataMo
             rows = "all" if new_file else "splits"
         assert trained.cache_path is not None
         same_cache = rows == "splits" and data.cache_folder(files) == trained.cache_path
-        ev.info = {"eval/rows": rows, "eval/files": [str(f) for f in files]}
+        ev.info = {"eval/rows": rows, "eval/files": ", ".join(str(f) for f in files)}
         if same_cache:
             data.open_cache(trained.cache_path)
             for s in splits:
