@@ -109,11 +109,14 @@ def plan(cfg: DictConfig, run: TrainedRun, data_cfg: DictConfig) -> tuple[DataMo
         raise ValueError(f"rows={rows!r} must be auto, all or splits")
     ev = Evaluation()
     trained = run.data
+    if (isinstance(data, CachedDataModule) or isinstance(trained, CachedDataModule)) and type(
+        data
+    ) is not type(trained):
+        raise DataError(
+            f"{run.ckpt_path} was trained on {trained.name} data; data={data.name} is another dataset with other "
+            f"features. Evaluate on {trained.name} data (data={trained.name} data.path=...)."
+        )
     if isinstance(data, TabularDataModule) and isinstance(trained, TabularDataModule):
-        if type(data) is not type(trained):
-            raise DataError(
-                f"{run.ckpt_path} was trained on {trained.name} data; data={data.name} has other columns."
-            )
         files = data.input_files()
         read_by_run = {i["path"] for i in trained.manifest.get("inputs", [])}
         if rows == "auto":
@@ -154,7 +157,7 @@ def plan(cfg: DictConfig, run: TrainedRun, data_cfg: DictConfig) -> tuple[DataMo
         )
     if isinstance(data, CachedDataModule):
         assert isinstance(trained, CachedDataModule)
-        if type(data) is not type(trained) or data.cache_folder() != trained.cache_path:
+        if data.cache_folder() != trained.cache_path:
             raise DataError(
                 f"{data.name} data can be evaluated with the run's own files and preprocessing only: encoding "
                 "other files with the training vocabularies is implemented for the tabular logs (Criteo, Avazu). "
