@@ -117,3 +117,10 @@ def test_cli_writes_a_run_folder(synthetic_run, tmp_path):
     assert "test" in proc.stdout and "auc" in proc.stdout
     (metrics,) = list((tmp_path / "eval").glob("*/metrics.json"))
     assert json.loads(metrics.read_text())["model"] == "DNN"
+
+
+def test_eval_on_another_dataset_fails_clearly(synthetic_run, tmp_path):
+    _, ckpt = synthetic_run
+    cfg = runner_config("eval", tmp_path, f"ckpt_path={ckpt}", "data=criteo", f"data.path={tmp_path}")
+    with pytest.raises(DataError, match="trained on synthetic data; data=criteo is another dataset"):
+        evaluate(cfg)
