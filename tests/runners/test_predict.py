@@ -4,6 +4,7 @@ unseen values on the OOV row, streaming in blocks, unlabelled Criteo and Avazu f
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import polars as pl
@@ -113,6 +114,24 @@ def test_unseen_values_take_the_oov_row_and_empty_ones_the_missing_row(criteo_ru
     assert sparse[c1] == 0 and sparse[c2] == 1
     vocab = pl.read_parquet(data.cache_path / "vocab.parquet").filter(pl.col("field") == "C3")
     assert sparse[c3] == vocab.filter(pl.col("value") == line[16])["id"].item()
+
+
+def test_the_training_cache_is_found_after_the_raw_file_changed(criteo_run, tmp_path):
+    """A touched (or moved) training file changes the cache key; the runners must still find the
+    run's cache by its config and path, and must not preprocess anything again."""
+    raw = criteo_run.parents[2] / "criteo.tsv"
+    caches = raw.parent / "cache" / "criteo"
+    before = sorted(p.name for p in caches.iterdir())
+    stat = raw.stat()
+    os.utime(raw, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    try:
+        run = load_trained(criteo_run)
+        assert run.data.cache_path is not None and run.data.cache_path.name in before
+        out = pl.read_parquet(_predict(tmp_path, criteo_run, criteo_rows(20, seed=8), "x.tsv"))
+        assert out["score"].null_count() == 0
+    finally:
+        os.utime(raw, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert sorted(p.name for p in caches.iterdir()) == before
 
 
 def test_avazu_test_file_without_labels_keeps_its_ids(avazu_run, tmp_path):
