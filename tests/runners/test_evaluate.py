@@ -4,15 +4,13 @@ config (the training vocabularies must be used), on a new file, and through the 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
+from hydra.core.global_hydra import GlobalHydra
 
 from recsys_lab.data.preprocess.errors import DataError
 from recsys_lab.metrics import auc, logloss
@@ -21,7 +19,6 @@ from recsys_lab.runners.predict import predict
 from tests.runners.conftest import runner_config, train_tiny
 from tests.runners.rawgen import write_criteo
 
-REPO = Path(__file__).resolve().parents[2]
 METRIC_KEYS = ("auc", "logloss", "gauc", "ne", "calibration")
 
 
@@ -100,21 +97,20 @@ def test_eval_of_a_missing_checkpoint_says_what_to_give(tmp_path):
         evaluate(runner_config("eval", tmp_path, f"ckpt_path={tmp_path / 'nope.ckpt'}"))
 
 
-@pytest.mark.subprocess
-def test_cli_writes_a_run_folder(synthetic_run, tmp_path):
+def test_hydra_entry_writes_a_run_folder(synthetic_run, tmp_path, monkeypatch, capsys):
+    """``python -m recsys_lab.evaluate`` / ``recsys-eval`` run this ``main``."""
+    import recsys_lab.evaluate as entry
+
     _, ckpt = synthetic_run
-    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    args = [
-        sys.executable,
-        "-m",
-        "recsys_lab.evaluate",
-        f"ckpt_path={ckpt}",
-        f"paths.log_dir={tmp_path}",
-        "num_threads=1",
-    ]
-    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "test" in proc.stdout and "auc" in proc.stdout
+    GlobalHydra.instance().clear()
+    monkeypatch.setattr(
+        sys, "argv", ["recsys-eval", f"ckpt_path={ckpt}", f"paths.log_dir={tmp_path}", "num_threads=1"]
+    )
+    try:
+        entry.main()
+    finally:
+        GlobalHydra.instance().clear()
+    assert "test" in capsys.readouterr().out
     (metrics,) = list((tmp_path / "eval").glob("*/metrics.json"))
     assert json.loads(metrics.read_text())["model"] == "DNN"
 

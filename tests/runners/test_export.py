@@ -72,7 +72,7 @@ def _built(tmp_path: Path, *overrides: str):
 
 TABULAR = [
     pytest.param(("model=dcnv2",), id="dcnv2"),
-    pytest.param(("experiment=apg_dnn",), id="apg_dnn"),
+    pytest.param(("experiment=apg_dnn",), id="apg_dnn", marks=pytest.mark.slow),  # fast: the merged test
     pytest.param(("model=rankmixer",), id="rankmixer", marks=pytest.mark.slow),
     pytest.param(("model=deepfm",), id="deepfm", marks=pytest.mark.slow),
     pytest.param(("model=unimixer",), id="unimixer", marks=pytest.mark.slow),

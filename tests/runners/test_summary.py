@@ -44,7 +44,6 @@ def test_summary_lists_each_job_with_its_varying_overrides(tmp_path):
     assert (tmp_path / "multirun_summary.md").read_text() == text
 
 
-@pytest.mark.subprocess
 def test_a_sweep_ends_with_its_summary(tmp_path, monkeypatch, capsys):
     args = [
         "-m",
