@@ -16,6 +16,7 @@ from recsys_lab.data.preprocess.errors import DataError
 from recsys_lab.metrics import auc, logloss
 from recsys_lab.runners.evaluate import evaluate
 from recsys_lab.runners.predict import predict
+from tests.data.rawfiles import write_movielens
 from tests.runners.conftest import runner_config, train_tiny
 from tests.runners.rawgen import write_criteo
 
@@ -120,3 +121,15 @@ def test_eval_on_another_dataset_fails_clearly(synthetic_run, tmp_path):
     cfg = runner_config("eval", tmp_path, f"ckpt_path={ckpt}", "data=criteo", f"data.path={tmp_path}")
     with pytest.raises(DataError, match="trained on synthetic data; data=criteo is another dataset"):
         evaluate(cfg)
+
+
+def test_movielens_run_evaluates_on_its_own_files_only(tmp_path):
+    folder = write_movielens(tmp_path / "ml-100k", "ml-100k")
+    data = ("data=movielens", f"data.path={folder}", f"data.cache_dir={tmp_path / 'cache'}")
+    trained, ckpt = train_tiny(tmp_path / "train", "model=dnn", *data)
+    m = evaluate(runner_config("eval", tmp_path / "e1", f"ckpt_path={ckpt}"))
+    assert m["eval/encoding"] == "data config"
+    for k in METRIC_KEYS:
+        assert _same(m[f"test/{k}"], trained[f"test/{k}"]), k
+    with pytest.raises(DataError, match="run's own files and preprocessing only"):
+        evaluate(runner_config("eval", tmp_path / "e2", f"ckpt_path={ckpt}", *data, "data.min_count=2"))
