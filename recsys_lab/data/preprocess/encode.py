@@ -191,8 +191,8 @@ class TabularEncoder:
     def _dense(self, df: pl.DataFrame, name: str) -> np.ndarray:
         x = df.get_column(name).to_numpy().astype(np.float64)
         v = num.staged_values(self.numeric, x)
-        if self.numeric == "log_standardize":
-            v = (v - self.mean[name]) / self.std[name]
+        if self.numeric == "log_standardize":  # in float64, as training did (numpy scalars, not floats)
+            v = (v - np.float64(self.mean[name])) / np.float64(self.std[name])
         return np.nan_to_num(v, nan=0.0).astype(np.float32)
 
     def encode(self, df: pl.DataFrame, labelled: bool) -> EncodedRows:
