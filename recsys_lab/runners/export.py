@@ -20,7 +20,9 @@ The output ``prob`` is float32 ``[B]``, the click probability; B (and N) are dyn
 beside the export (``<output>.json``) records the inputs, the schema and the check: by default
 the exported model is run (ONNX Runtime, or the exported program) on a real batch of the run's
 test split and must match the eager model within ``tolerance``. A model whose operators cannot
-be exported fails with an error naming the model and the first failing step.
+be exported fails with an error naming the model and the first failing step: the sequence models
+and ``embedding=amtl`` (data-dependent shapes), and ``embedding=binary_hash`` to ONNX (no bit
+shifts; its ``torch_export`` works).
 """
 
 from __future__ import annotations
@@ -154,9 +156,11 @@ def _fail(model: nn.Module, fmt: str, err: BaseException) -> ExportError:
         )
     return ExportError(
         f"{type(model).__name__} cannot be exported to {fmt}: {type(root).__name__}: {first[:300]}.{why} "
-        "The tabular models (DNN, DeepFM, DCNv2, RankMixer, UniMixer, UniMixing-Lite, FM block, with or "
-        f"without APG) export; {'try format=torch_export, or ' if fmt == 'onnx' else ''}serve this model eagerly "
-        "(recsys-predict, or the model itself) instead."
+        "What exports: the tabular models (DNN, DeepFM, DCNv2, RankMixer, UniMixer, UniMixing-Lite, FM block, "
+        "with or without APG) with embedding=full or hashed to both formats, with embedding=binary_hash to "
+        "torch_export only (ONNX has no bit shifts); embedding=amtl and the sequence models do not export. "
+        f"{'Try format=torch_export, or s' if fmt == 'onnx' else 'S'}erve this model eagerly (recsys-predict, "
+        "or the model itself) instead."
     )
 
 

@@ -112,6 +112,16 @@ def test_sequence_model_fails_with_a_clear_message(tmp_path):
         export_serving(wrapper, batch, "torch_export", tmp_path / "din.pt2")
 
 
+def test_binary_hash_embeddings_export_to_torch_export_but_not_onnx(tmp_path):
+    model, batch = _built(tmp_path, "model=dnn", "embedding=binary_hash")
+    wrapper = serving_model(model)
+    assert export_serving(wrapper, batch, "torch_export", tmp_path / "bh.pt2").max_abs_diff <= 1e-5
+    with pytest.raises(
+        ExportError, match=r"DNN cannot be exported to onnx: .*__rshift__.*Try format=torch_export"
+    ):
+        export_serving(wrapper, batch, "onnx", tmp_path / "bh.onnx")
+
+
 def test_wrong_suffix_and_format_are_refused(dnn_run, tmp_path):
     run = load_trained(dnn_run)
     with pytest.raises(ValueError, match=r"ending in \.pt2"):
