@@ -461,6 +461,9 @@ def report(args: argparse.Namespace, runs: list, elapsed: float | None) -> None:
         "so the gap to the oracle is the fairer comparison across seeds.",
         "",
     ]
+    serving = out.with_name("mixers_serving.md")  # measured by scripts/bench_serve.py --write-docs
+    if serving.is_file():
+        lines += [serving.read_text().rstrip("\n"), ""]
     out.write_text("\n".join(lines))
     print(f"wrote {out}")
 

@@ -146,6 +146,9 @@ class AvazuDataModule(TabularDataModule):
     def sources(self, files: list[Path]) -> list[Source]:
         return [Source(f, detect_layout(f)) for f in files]
 
+    def serving_source(self, path: Path) -> Source:
+        return Source(path, detect_layout(path, allow_unlabelled=True))
+
     # -- splits --------------------------------------------------------------------------------
     def fixed_splits(self, sources: list[Source]) -> list[int]:
         return [_FILE_SPLITS[s.path.name.split(".")[0]] for s in sources]
@@ -202,8 +205,9 @@ def _is_yymmddhh(t: int) -> bool:
     return 0 <= t < 10**8 and 1 <= mm <= 12 and 1 <= dd <= 31 and hh <= 23
 
 
-def detect_layout(path: Path) -> TextLayout:
-    """The layout of an Avazu CSV, from its header."""
+def detect_layout(path: Path, allow_unlabelled: bool = False) -> TextLayout:
+    """The layout of an Avazu CSV, from its header; with ``allow_unlabelled`` (rows to score), a
+    header without ``click`` (the Kaggle test file) is accepted too."""
     line = first_line(path)
     if not line.strip():
         raise DataError(
@@ -213,6 +217,9 @@ def detect_layout(path: Path) -> TextLayout:
     canonical = {c.lower(): c for c in COLUMNS}
     names = [canonical.get(h.lower(), h) for h in header]
     missing = [c for c in COLUMNS if c not in names and c != "id"]
+    labelled = LABEL not in missing
+    if allow_unlabelled and not labelled:
+        missing.remove(LABEL)
     if missing:
         hint = " (the Kaggle test file has no click column)" if missing == [LABEL] else ""
         raise DataError(
@@ -223,8 +230,8 @@ def detect_layout(path: Path) -> TextLayout:
         name="Avazu CSV (comma-separated, with a header)",
         separator=",",
         columns=tuple(names),
-        read=(LABEL, TIME, *ANONYMOUS),
+        read=(LABEL, TIME, *ANONYMOUS) if labelled else (TIME, *ANONYMOUS),
         numeric=frozenset({TIME}),
-        label=LABEL,
+        label=LABEL if labelled else None,
         header=True,
     )

@@ -14,6 +14,7 @@ cuts each :class:`~recsys_lab.data.batch.Batch` from the arrays with one fancy i
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -388,8 +389,8 @@ class CachedDataModule(DataModule):
             return
         files = self.input_files()
         config = self.preprocess_config()
-        key = cache_key(self.name, fingerprint(files), config)
-        folder = self.cache_dir / self.name / key
+        folder = self.cache_folder(files)
+        key = folder.name
         if is_complete(folder):
             log.info("%s: using the cache at %s", self.name, folder)
         else:
@@ -403,11 +404,45 @@ class CachedDataModule(DataModule):
             with build_lock(folder):
                 if not is_complete(folder):
                     self._build_cache(files, config, key, folder)
-        manifest, schema = check_cache(folder, self.name, config, self.expected_features())
+        self.open_cache(folder)
+
+    def cache_folder(self, files: list[Path] | None = None) -> Path:
+        """The cache folder of this config and the input files as they are now (built or not)."""
+        files = self.input_files() if files is None else files
+        return self.cache_dir / self.name / cache_key(self.name, fingerprint(files), self.preprocess_config())
+
+    def open_cache(self, folder: Path) -> None:
+        """Open the complete cache at ``folder`` (checked against this config) and serve its splits."""
+        manifest, schema = check_cache(folder, self.name, self.preprocess_config(), self.expected_features())
         self.cache_path, self.manifest, self._schema = folder, manifest, schema
         self._splits = {
             s: CachedSplit(folder, s, int(manifest["rows"][s]), schema, self.max_history()) for s in SPLITS
         }
+
+    def find_cache(self) -> Path | None:
+        """A complete cache under ``cache_dir`` built by this preprocessing config from files at
+        the paths this config names, whatever their current size and time (None if there is none).
+
+        For reading a trained run's vocabularies when its raw files have moved or changed.
+        """
+        config = json.loads(json.dumps(self.preprocess_config(), sort_keys=True, default=str))
+        try:
+            paths = [str(f.resolve()) for f in self.input_files()]
+        except DataError:
+            paths = None  # the raw files are gone: match on the config (and the path named) alone
+        named = str(self.path.resolve())
+        found = []
+        for manifest_path in sorted((self.cache_dir / self.name).glob(f"*/{MANIFEST}")):
+            try:
+                manifest = json.loads(manifest_path.read_text())
+            except (OSError, ValueError):
+                continue
+            cached = json.loads(json.dumps(manifest.get("config"), sort_keys=True, default=str))
+            inputs = [i.get("path") for i in manifest.get("inputs", [])]
+            same_files = inputs == paths if paths is not None else all(i.startswith(named) for i in inputs)
+            if cached == config and same_files and manifest.get("format_version") == FORMAT_VERSION:
+                found.append((manifest.get("created", ""), manifest_path.parent))
+        return max(found)[1] if found else None
 
     def _build_cache(self, files: list[Path], config: dict[str, Any], key: str, folder: Path) -> None:
         log.info("%s: preprocessing %d file(s) into %s", self.name, len(files), folder)
@@ -514,6 +549,11 @@ class TabularDataModule(CachedDataModule):
     @abstractmethod
     def sources(self, files: list[Path]) -> list[Source]:
         """How to read each input file (its layout)."""
+
+    def serving_source(self, path: Path) -> Source:
+        """How to read a file of rows to score (predict, evaluate): the training layouts, and
+        where a dataset allows it, the same without the label column."""
+        return self.sources([path])[0]
 
     @abstractmethod
     def fixed_splits(self, sources: list[Source]) -> list[int]:

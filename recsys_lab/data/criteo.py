@@ -149,6 +149,9 @@ class CriteoDataModule(TabularDataModule):
     def sources(self, files: list[Path]) -> list[Source]:
         return [Source(f, detect_layout(f)) for f in files]
 
+    def serving_source(self, path: Path) -> Source:
+        return Source(path, detect_layout(path, allow_unlabelled=True))
+
     # -- splits --------------------------------------------------------------------------------
     def fixed_splits(self, sources: list[Source]) -> list[int]:
         return [_FILE_SPLITS[self._file_role(s.path)] for s in sources]
@@ -175,8 +178,21 @@ class CriteoDataModule(TabularDataModule):
         )
 
 
-def detect_layout(path: Path) -> TextLayout:
-    """The layout of a Criteo file, from its first line (raw tab-separated, or CSV with a header)."""
+UNLABELLED_LAYOUT = TextLayout(
+    name="Criteo raw without labels (no header, tab-separated: I1..I13, C1..C26)",
+    separator="\t",
+    columns=COLUMNS[1:],
+    read=COLUMNS[1:],
+    numeric=frozenset(NUMERIC),
+)
+
+
+def detect_layout(path: Path, allow_unlabelled: bool = False) -> TextLayout:
+    """The layout of a Criteo file, from its first line (raw tab-separated, or CSV with a header).
+
+    With ``allow_unlabelled`` (rows to score), files without the label column are accepted too:
+    the Kaggle ``test.txt`` layout, or a CSV header without ``label``.
+    """
     line = first_line(path)
     if not line.strip():
         raise DataError(
@@ -186,6 +202,8 @@ def detect_layout(path: Path) -> TextLayout:
         fields = line.split("\t")
         if len(fields) == len(COLUMNS):
             return RAW_LAYOUT
+        if len(fields) == len(COLUMNS) - 1 and allow_unlabelled:
+            return UNLABELLED_LAYOUT
         if len(fields) == len(COLUMNS) - 1:
             raise DataError(
                 f"{path} has {len(fields)} tab-separated fields per line, not {len(COLUMNS)}: it looks like the "
@@ -199,6 +217,9 @@ def detect_layout(path: Path) -> TextLayout:
     canonical = {c.lower(): c for c in COLUMNS}
     names = [canonical.get(h.lower(), h) for h in header]
     missing = [c for c in COLUMNS if c not in names]
+    labelled = LABEL not in missing
+    if allow_unlabelled and not labelled:
+        missing.remove(LABEL)
     if missing:
         raise DataError(
             f"{path} is neither raw Criteo (tab-separated) nor a CSV with a header naming label, I1..I13, "
@@ -211,8 +232,8 @@ def detect_layout(path: Path) -> TextLayout:
         name="Criteo CSV (comma-separated, with a header)",
         separator=",",
         columns=tuple(names),
-        read=COLUMNS,
+        read=COLUMNS if labelled else COLUMNS[1:],
         numeric=frozenset(NUMERIC),
-        label=LABEL,
+        label=LABEL if labelled else None,
         header=True,
     )

@@ -178,6 +178,63 @@ def feature_kinds(spec: TabularSpec, numeric: str) -> list[tuple[str, str]]:
 
 
 # ------------------------------------------------------------------------------------------------
+# Per-block steps shared with serving (recsys_lab.data.preprocess.encode)
+# ------------------------------------------------------------------------------------------------
+
+
+def hashed_expr(column: str, buckets: int) -> pl.Expr:
+    """``hash(value) mod buckets`` of a string column as Int64 (null kept): ``hash_buckets``."""
+    expr = pl.col(column)
+    return pl.when(expr.is_null()).then(None).otherwise((expr.hash(seed=_HASH_SEED) % buckets).cast(pl.Int64))
+
+
+def derive_block(
+    spec: TabularSpec, df: pl.DataFrame, block: Block, src: Source, report: BadRowReport
+) -> pl.DataFrame:
+    """Run ``spec.derive`` on a parsed block; rows it flags are dropped and reported as ``bad_value``."""
+    assert spec.derive is not None
+    out = spec.derive(df)
+    if out.invalid is None or not out.invalid.any():
+        return out.frame
+    idx = np.flatnonzero(out.invalid)
+    lines = df.get_column(LINE_COLUMN).to_numpy()[idx]
+    want = report.examples_wanted("bad_value")
+    texts = line_texts(block, lines[:want] - block.first_line, src.layout.encoding)
+    values = df.get_column(out.column) if out.column in df.columns else None
+    examples = [
+        (
+            str(src.path),
+            int(line),
+            f"{out.column} is {values[int(i)] if values is not None else '?'!r}, {out.problem}",
+            t,
+        )
+        for i, line, t in zip(idx, lines, texts)
+    ]
+    report.add("bad_value", len(idx), examples)
+    return out.frame.filter(pl.Series(~out.invalid))
+
+
+def assign_splits(si: int, rule: SplitRule, positions: np.ndarray, df: pl.DataFrame) -> np.ndarray:
+    """int8 split codes of a block's rows of the ``si``-th source under ``rule`` (``positions``:
+    0-based data-line positions of the rows)."""
+    n = df.height
+    if rule.kind == "fixed":
+        return np.full(n, rule.split, dtype=np.int8)
+    if rule.kind == "random":
+        return random_codes(row_key(si, positions), rule.seed, rule.fractions)
+    if rule.kind == "position":
+        return position_codes(positions, rule.cuts)
+    if rule.kind == "time":
+        assert rule.column is not None
+        t = df.get_column(rule.column).to_numpy()
+        codes = np.zeros(n, dtype=np.int8)
+        codes[t >= rule.boundaries[0]] = 1
+        codes[t >= rule.boundaries[1]] = 2
+        return codes
+    raise ValueError(f"unknown split rule {rule.kind!r}")
+
+
+# ------------------------------------------------------------------------------------------------
 # Staging
 # ------------------------------------------------------------------------------------------------
 
@@ -406,16 +463,11 @@ class TabularPreprocessor:
         stage.append(sizes, columns)
 
     def _hashed(self, column: str) -> pl.Expr:
-        """The column, or for a hashed field its bucket ``hash(value) mod hash_buckets`` (null kept)."""
-        expr = pl.col(column)
+        """The column, or for a hashed field its bucket (see :func:`hashed_expr`)."""
         if column not in self.hashed:
-            return expr
-        buckets = self.options.hash_buckets
-        return (
-            pl.when(expr.is_null())
-            .then(None)
-            .otherwise((expr.hash(seed=_HASH_SEED) % buckets).cast(pl.Int64))
-        )
+            return pl.col(column)
+        assert self.options.hash_buckets is not None
+        return hashed_expr(column, self.options.hash_buckets)
 
     def _stage_columns(self) -> dict[str, type]:
         cols: dict[str, type] = {f"key:{c}": np.int32 for c in self.key_columns}
@@ -424,44 +476,11 @@ class TabularPreprocessor:
         return cols
 
     def _derive(self, df: pl.DataFrame, block: Block, src: Source) -> pl.DataFrame:
-        assert self.spec.derive is not None
-        out = self.spec.derive(df)
-        if out.invalid is None or not out.invalid.any():
-            return out.frame
-        idx = np.flatnonzero(out.invalid)
-        lines = df.get_column(LINE_COLUMN).to_numpy()[idx]
-        want = self.report.examples_wanted("bad_value")
-        texts = line_texts(block, lines[:want] - block.first_line, src.layout.encoding)
-        values = df.get_column(out.column) if out.column in df.columns else None
-        examples = [
-            (
-                str(src.path),
-                int(line),
-                f"{out.column} is {values[int(i)] if values is not None else '?'!r}, {out.problem}",
-                t,
-            )
-            for i, line, t in zip(idx, lines, texts)
-        ]
-        self.report.add("bad_value", len(idx), examples)
-        return out.frame.filter(pl.Series(~out.invalid))
+        return derive_block(self.spec, df, block, src, self.report)
 
     @staticmethod
     def _assign(si: int, rule: SplitRule, positions: np.ndarray, df: pl.DataFrame) -> np.ndarray:
-        n = df.height
-        if rule.kind == "fixed":
-            return np.full(n, rule.split, dtype=np.int8)
-        if rule.kind == "random":
-            return random_codes(row_key(si, positions), rule.seed, rule.fractions)
-        if rule.kind == "position":
-            return position_codes(positions, rule.cuts)
-        if rule.kind == "time":
-            assert rule.column is not None
-            t = df.get_column(rule.column).to_numpy()
-            codes = np.zeros(n, dtype=np.int8)
-            codes[t >= rule.boundaries[0]] = 1
-            codes[t >= rule.boundaries[1]] = 2
-            return codes
-        raise ValueError(f"unknown split rule {rule.kind!r}")
+        return assign_splits(si, rule, positions, df)
 
     # -- pass 2 --------------------------------------------------------------------------------
     def run(self, out: Path) -> dict:

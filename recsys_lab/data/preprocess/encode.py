@@ -1,0 +1,260 @@
+"""A trained run's preprocessing applied to new rows: raw text -> model inputs, block by block.
+
+Training fits vocabularies and numeric transforms once (:mod:`.tabular`) and keeps them in the
+cache (``schema.json``, ``vocab.parquet``, ``transforms.json``, the config in ``manifest.json``).
+Scoring a checkpoint on other files — the next day's log, rows to predict — must turn raw values
+into the same ids: :class:`TabularEncoder` reads those files and encodes parsed rows, and
+:func:`encode_blocks` streams a file through the same reader, bad-row checks and ``derive`` hook
+as training, one block at a time (memory: a block, whatever the file size).
+
+As in training, an empty field is id 1 (missing) and a value the training split did not keep
+(rarer than its min count, or never seen) is id 0 (OOV). ``Batch.user`` (GAUC groups) is a hash
+of the raw user value: grouping needs equal values only, and new users get groups too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from recsys_lab.data.batch import Batch
+from recsys_lab.data.preprocess import numeric as num
+from recsys_lab.data.preprocess.badrows import BadRowReport
+from recsys_lab.data.preprocess.cache import MANIFEST, SCHEMA
+from recsys_lab.data.preprocess.errors import CacheMismatchError
+from recsys_lab.data.preprocess.readers import LINE_COLUMN, iter_blocks, parse_block, prefetch
+from recsys_lab.data.preprocess.tabular import (
+    Source,
+    SplitRule,
+    TabularSpec,
+    assign_splits,
+    derive_block,
+    hashed_expr,
+)
+from recsys_lab.data.preprocess.vocab import INT_KEY_LIMIT, MISSING_KEY, encode_with_vocab
+from recsys_lab.data.schema import FeatureKind, Schema
+
+log = logging.getLogger(__name__)
+
+_USER_HASH_SEED = 0x5E7
+
+
+@dataclass
+class EncodedRows:
+    """Encoded rows, ready to cut into batches.
+
+    Attributes:
+        dense: float32 ``[N, D]``. sparse: int64 ``[N, F]`` (schema order).
+        labels: float32 ``[N]`` clicks, or None when the input has no label column.
+        user: int64 ``[N]`` GAUC groups, or None when the dataset has no user field.
+    """
+
+    dense: np.ndarray
+    sparse: np.ndarray
+    labels: np.ndarray | None
+    user: np.ndarray | None
+
+    def __len__(self) -> int:
+        return self.sparse.shape[0]
+
+    def batch(self, lo: int = 0, hi: int | None = None) -> Batch:
+        """Rows ``lo:hi`` as a :class:`Batch` (clicks are 0 when the input has no labels)."""
+        hi = len(self) if hi is None else hi
+        labels = np.zeros(hi - lo, np.float32) if self.labels is None else self.labels[lo:hi]
+        return Batch(
+            dense=torch.from_numpy(np.ascontiguousarray(self.dense[lo:hi])),
+            sparse=torch.from_numpy(np.ascontiguousarray(self.sparse[lo:hi])),
+            labels={"click": torch.from_numpy(np.ascontiguousarray(labels))},
+            user=None if self.user is None else torch.from_numpy(self.user[lo:hi].copy()),
+        )
+
+
+@dataclass
+class EncodedBlock:
+    """The encoded good rows of one block of ``num_lines`` lines starting at physical line
+    ``first_line`` (1-based, a header counts).
+
+    Attributes:
+        lines: int64 ``[N]`` physical line of each good row, increasing.
+        rows: the encoded good rows.
+        ids: the input's row ids (e.g. Avazu's ``id`` column) of the good rows, or None.
+        errors: physical line -> why it was skipped, for every bad line of the block (with
+            :class:`RowErrors` as the report; empty otherwise).
+    """
+
+    first_line: int
+    num_lines: int
+    lines: np.ndarray
+    rows: EncodedRows
+    ids: list[str | None] | None = None
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+class RowErrors(BadRowReport):
+    """A :class:`BadRowReport` that also remembers why each bad row was skipped, line by line.
+
+    The counts, kept examples and :meth:`check` are those of the base class; :meth:`take`
+    returns (and forgets) the per-line reasons gathered since the last call — one block's worth
+    when called after each block, so memory stays bounded.
+    """
+
+    def __init__(self, dataset: str, max_examples: int = 20, max_content_chars: int = 300) -> None:
+        super().__init__(dataset, max_examples, max_content_chars)
+        self._pending: dict[int, str] = {}
+
+    def examples_wanted(self, reason: str) -> int:
+        return 1 << 62  # the readers pass every bad row of a block, so each gets its reason
+
+    def add(self, reason: str, count: int, examples: Sequence[tuple[str, int, str, str]] = ()) -> None:
+        for _, line, detail, _ in examples:
+            self._pending.setdefault(int(line), f"{reason}: {detail}")
+        keep = max(self.max_examples - len(self._examples[reason]), 0)
+        super().add(reason, count, list(examples)[:keep])
+
+    def take(self) -> dict[int, str]:
+        out, self._pending = self._pending, {}
+        return out
+
+
+class TabularEncoder:
+    """Encodes parsed rows of a tabular dataset (Criteo, Avazu) with a cache's fitted preprocessing.
+
+    Args:
+        spec: the dataset's features (``datamodule.spec()`` of the training config).
+        folder: the training run's cache folder (``datamodule.cache_path``).
+    """
+
+    def __init__(self, spec: TabularSpec, folder: Path) -> None:
+        self.spec = spec
+        self.folder = folder
+        try:
+            self.schema = Schema.load(folder / SCHEMA)
+            config = json.loads((folder / MANIFEST).read_text())["config"]
+            self.transforms = json.loads((folder / "transforms.json").read_text())
+            vocab = pl.read_parquet(folder / "vocab.parquet")
+        except (OSError, ValueError, KeyError) as e:
+            raise CacheMismatchError(
+                f"The cache at {folder} lacks the fitted preprocessing ({e}); it is needed to encode new rows "
+                "the way the run was trained. Re-run preprocessing (delete the folder and train again)."
+            ) from e
+        self.numeric = str(self.transforms.get("numeric", "log_squared"))
+        hashing = config.get("hash_buckets")
+        self.hash_buckets: int | None = int(hashing[0]) if hashing else None
+        if hashing and str(hashing[1]) != pl.__version__:
+            log.warning(
+                "%s: the cache hashed values with polars %s, this is polars %s: hashed ids may differ",
+                spec.dataset, hashing[1], pl.__version__,
+            )  # fmt: skip
+        self.vocabs = {
+            name: frame.select("value", "id")
+            for (name,), frame in vocab.partition_by("field", as_dict=True, maintain_order=True).items()
+        }
+        self.boundaries = {
+            c: np.asarray(b, dtype=np.float32)
+            for c, b in self.transforms.get("quantile_boundaries", {}).items()
+        }
+        self.mean = self.transforms.get("mean", {})
+        self.std = self.transforms.get("std", {})
+
+    def _vocab(self, name: str) -> pl.DataFrame:
+        # A field whose training values were all rarer than the min count has no vocabulary rows.
+        return self.vocabs.get(
+            name, pl.DataFrame({"value": [], "id": []}, schema={"value": pl.String, "id": pl.Int32})
+        )
+
+    def _ids(self, df: pl.DataFrame, name: str) -> np.ndarray:
+        """int32 ``[N]`` ids of categorical feature ``name``."""
+        if name in self.spec.categorical:
+            if self.hash_buckets is not None and name != self.spec.user:
+                values = df.select(hashed_expr(name, self.hash_buckets)).to_series()
+            else:
+                values = df.get_column(name)
+            return encode_with_vocab(values, self._vocab(name))
+        if name in self.spec.derived:
+            values = df.get_column(name).clip(-INT_KEY_LIMIT, INT_KEY_LIMIT).cast(pl.Int64)
+            return encode_with_vocab(values, self._vocab(name))
+        x = df.get_column(name).to_numpy().astype(np.float64)  # a numeric column, NaN = missing
+        if self.numeric == "quantile":
+            return num.bucketize(num.staged_values("quantile", x), self.boundaries[name])
+        keys = num.log_squared_keys(x)
+        values = pl.Series(name, keys, dtype=pl.Int64)
+        values = pl.select(pl.when(values == MISSING_KEY).then(None).otherwise(values)).to_series()
+        return encode_with_vocab(values, self._vocab(name))
+
+    def _dense(self, df: pl.DataFrame, name: str) -> np.ndarray:
+        x = df.get_column(name).to_numpy().astype(np.float64)
+        v = num.staged_values(self.numeric, x)
+        if self.numeric == "log_standardize":  # in float64, as training did (numpy scalars, not floats)
+            v = (v - np.float64(self.mean[name])) / np.float64(self.std[name])
+        return np.nan_to_num(v, nan=0.0).astype(np.float32)
+
+    def encode(self, df: pl.DataFrame, labelled: bool) -> EncodedRows:
+        """Rows of a parsed (and derived) block -> model inputs."""
+        n = df.height
+        cats = [f.name for f in self.schema.features if f.kind is FeatureKind.CATEGORICAL]
+        dense_names = [f.name for f in self.schema.features if f.kind is FeatureKind.NUMERIC]
+        sparse = np.empty((n, len(cats)), dtype=np.int64)
+        for j, c in enumerate(cats):
+            sparse[:, j] = self._ids(df, c)
+        dense = np.empty((n, len(dense_names)), dtype=np.float32)
+        for j, c in enumerate(dense_names):
+            dense[:, j] = self._dense(df, c)
+        labels = df.get_column(self.spec.label).to_numpy().astype(np.float32) if labelled else None
+        user = None
+        if self.spec.user is not None:
+            user = df.get_column(self.spec.user).hash(seed=_USER_HASH_SEED).to_numpy().view(np.int64)
+        return EncodedRows(dense, sparse, labels, user)
+
+
+def encode_blocks(
+    encoder: TabularEncoder,
+    source: Source,
+    report: BadRowReport,
+    block_bytes: int = 8 << 20,
+    max_lines: int | None = None,
+    split: tuple[int, SplitRule, int] | None = None,
+    id_column: str | None = None,
+) -> Iterator[EncodedBlock]:
+    """Stream ``source`` through training's reader and checks and encode its good rows.
+
+    Args:
+        encoder: the training run's preprocessing.
+        source: the file and its layout (a layout without a label column gives unlabelled rows).
+        report: counts bad rows (use :class:`RowErrors` to get each bad line's reason).
+        block_bytes: text parsed at a time.
+        max_lines: read at most this many data lines (``data.max_rows_per_file``).
+        split: ``(source index, rule, split code)``: keep only the rows that ``rule`` assigns to
+            that split (as training's preprocessing did), e.g. the test rows of a data config.
+        id_column: a column of the layout returned as the rows' ids (e.g. Avazu's ``id``).
+    """
+    layout = source.layout
+    if id_column is not None and id_column not in layout.read:
+        layout = replace(layout, read=(*layout.read, id_column))
+    skip = 1 if layout.header else 0
+    labelled = layout.label is not None
+    blocks = iter_blocks(source.path, skip, block_bytes, max_lines, count_separator=layout.separator)
+    for block in prefetch(blocks):
+        df = parse_block(block, layout, report, str(source.path))
+        if encoder.spec.derive is not None and df.height:
+            df = derive_block(encoder.spec, df, block, Source(source.path, layout), report)
+        if split is not None and df.height:
+            si, rule, code = split
+            positions = df.get_column(LINE_COLUMN).to_numpy() - (1 + skip)
+            df = df.filter(pl.Series(assign_splits(si, rule, positions, df) == code))
+        errors = report.take() if isinstance(report, RowErrors) else {}
+        ids = df.get_column(id_column).to_list() if id_column is not None else None
+        yield EncodedBlock(
+            first_line=block.first_line,
+            num_lines=block.num_lines,
+            lines=df.get_column(LINE_COLUMN).to_numpy().astype(np.int64),
+            rows=encoder.encode(df, labelled),
+            ids=ids,
+            errors=errors,
+        )
