@@ -1,7 +1,7 @@
 """The federation's clients: their data and devices, and the Flower ``ClientApp`` they run.
 
 A node's ``Context.node_config["partition-id"]`` says which client it is. On a ``train`` message
-the ClientApp trains either the CTR model it was sent (role ``classifier``) or a small
+(config keys: ``role``, ``server-round``, optional ``local-epochs``) the ClientApp trains either the CTR model it was sent (role ``classifier``) or a small
 :class:`~recsys_lab.federated.vae.TabularVAE` (role ``vae``, FedMHO's constrained devices) on its
 own rows and replies with the weights and a MetricRecord: ``num-examples``, ``train-loss``,
 ``cycles`` (``epochs · n · cycles_per_sample``), ``compute-time-s``, ``compute-energy-j`` (from its
@@ -102,11 +102,11 @@ def make_client_app(fed: Federation) -> ClientApp:
         torch.manual_seed(seed)
         rows = fed.clients[client]
         if role == ROLE_CLASSIFIER:
+            epochs = int(config.get("local-epochs", fed.local.epochs))
             model = fed.model_factory()
             model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
-            loss = train_epochs(model, rows, fed.local.epochs, fed.local.batch_size, fed.local.lr, seed)
+            loss = train_epochs(model, rows, epochs, fed.local.batch_size, fed.local.lr, seed)
             state = model.state_dict()
-            epochs = fed.local.epochs
         elif role == ROLE_VAE:
             vae = fed.vae.build(fed.schema)
             loss = train_vae(vae, rows, fed.vae.epochs, fed.local.batch_size, fed.vae.lr, seed)

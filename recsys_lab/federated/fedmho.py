@@ -1,29 +1,30 @@
 """FedMHO: one-shot, model-heterogeneous federated learning, and its one-shot baselines.
 
 One round. Resource-rich devices (:meth:`DeviceDistribution.rich_mask`) train the CTR model as a
-classifier; resource-constrained devices train a small :class:`~.vae.TabularVAE` on their rows.
-The server then:
+classifier (``local_epochs`` epochs: one shot, so to convergence); resource-constrained devices
+train a small :class:`~.vae.TabularVAE` on their rows. The server then:
 
-1. **generates** ``synthetic_per_vae`` rows from each VAE (its decoder's click probability is the
-   VAE's soft label) — no auxiliary data;
-2. **optimises the synthetic samples** without labels: their numeric features take
+1. aggregates the classifiers (weighted average): the model ``θ₀`` that holds the rich devices'
+   knowledge;
+2. **generates** ``synthetic_per_vae`` rows from each VAE, each with the VAE decoder's click
+   probability as its label — the constrained devices' knowledge; no auxiliary data;
+3. **optimises the synthetic samples** without labels: their numeric features take
    ``optimise_steps`` Adam steps on the classifier ensemble's mean prediction entropy plus
-   ``μ ||x - x₀||²`` (samples move to where the teachers agree, staying near the generated point);
-3. **fuses** both kinds of knowledge into the global model, initialised as the average of the
-   classifiers (FedAvg of the rich devices):
+   ``μ ||x - x₀||²`` (samples move to where the teachers agree, near the generated point);
+4. **fuses** by fine-tuning ``θ₀`` on the synthetic rows (``fusion_epochs``):
 
-   - ``fusion=plain``: stage A fits the VAE labels, stage B distils the classifier ensemble — stage
-     B forgets stage A;
-   - ``fusion=md`` (FedMHO-MD, multi-teacher distillation): one stage whose target mixes the
-     ensemble and the VAE labels, each kind weighted by the examples its devices hold — nothing
-     to forget;
-   - ``fusion=sd`` (FedMHO-SD, self-distillation): stage A, then stage B with an extra term
-     ``λ · mean (logit - logit_A)²`` toward the model's own stage-A logits.
+   - ``fusion=plain``: BCE to the VAE labels only — it forgets what ``θ₀`` knew;
+   - ``fusion=md`` (FedMHO-MD, multi-teacher distillation): the target mixes the VAE label with
+     the mean prediction of the local classifiers (the teachers), weighted by the examples each
+     kind of device holds;
+   - ``fusion=sd`` (FedMHO-SD, self-distillation): the target mixes the VAE label with the
+     prediction of the frozen ``θ₀`` itself, with the same weights.
 
 Baselines (``method``): ``oneshot_fedavg`` (every device trains the classifier, one weighted
 average), ``ensemble_distill`` (the rich devices' classifier ensemble distilled data-free into
 their average on uniformly random inputs: random ids, N(0, 1) numeric features). **Decisions:**
-the names MD/SD and the unsupervised step follow the paper's description; the exact losses are ours.
+the names MD/SD, the forgetting they address and the unsupervised step follow the paper's
+description; the exact losses and the entropy objective are ours.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ import torch
 from flwr.app import ArrayRecord, Message
 from flwr.serverapp.strategy.strategy_utils import aggregate_arrayrecords
 from torch import Tensor
-from torch.nn import functional as F
 
 from recsys_lab.data.datamodule import TableSplit
 from recsys_lab.federated.channel import Channel
@@ -103,33 +103,6 @@ def random_inputs(
     return TableSplit(dense=dense, sparse=sparse, labels={"click": torch.zeros(num)})
 
 
-def _train_sd(
-    model: CTRModel,
-    table: TableSplit,
-    target: Tensor,
-    anchor_logits: Tensor,
-    weight: float,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-) -> None:
-    """Stage B of FedMHO-SD: BCE to ``target`` + ``weight`` × squared distance to ``anchor_logits``."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(table), generator=g)
-        for s in range(0, len(table), batch_size):
-            rows = perm[s : s + batch_size]
-            logits = model(table.batch(rows))
-            loss = F.binary_cross_entropy_with_logits(logits, target[rows])
-            loss = loss + weight * ((logits - anchor_logits[rows]) ** 2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-
 class FedMHO(EnergyAwareFedAvg):
     """One-shot FedMHO and its baselines as a Flower strategy (run it for one round).
 
@@ -139,7 +112,7 @@ class FedMHO(EnergyAwareFedAvg):
         synthetic_per_vae: rows generated from each VAE.
         fusion_epochs, fusion_lr, fusion_batch_size: the global model's training on synthetic rows.
         optimise_steps: Adam steps of the unsupervised sample optimisation (0 = off).
-        sd_weight: λ of FedMHO-SD.
+        local_epochs: the classifiers' local epochs (one shot: train to convergence).
     """
 
     def __init__(
@@ -153,7 +126,7 @@ class FedMHO(EnergyAwareFedAvg):
         fusion_lr: float = 1e-3,
         fusion_batch_size: int = 128,
         optimise_steps: int = 20,
-        sd_weight: float = 1.0,
+        local_epochs: int = 10,
         evaluate: Callable[[ArrayRecord], dict[str, float]] | None = None,
         seed: int = 0,
     ) -> None:
@@ -179,7 +152,7 @@ class FedMHO(EnergyAwareFedAvg):
         self.fusion_lr = fusion_lr
         self.fusion_batch_size = fusion_batch_size
         self.optimise_steps = optimise_steps
-        self.sd_weight = sd_weight
+        self.local_epochs = local_epochs
         self.seed = seed
         self.classifiers: dict[int, CTRModel] = {}  # client -> its local classifier (for reports)
 
@@ -187,6 +160,9 @@ class FedMHO(EnergyAwareFedAvg):
         if self.method == "fedmho" and not self.rich[client]:
             return ROLE_VAE
         return ROLE_CLASSIFIER
+
+    def extra_config(self, client: int) -> dict[str, int | float | str]:
+        return {"local-epochs": self.local_epochs}
 
     validate_replies = False  # classifiers and VAEs reply with different arrays
     one_shot = True
@@ -222,34 +198,16 @@ class FedMHO(EnergyAwareFedAvg):
             t, p = vae.sample(self.synthetic_per_vae, g)
             tables.append(t)
             vae_labels.append(p)
-        if not tables:  # no constrained device: distil the ensemble on nothing new
+        if not tables:  # no constrained device: θ₀ is all there is
             return ArrayRecord(global_model.state_dict())
-        syn = _concat(tables)
-        vae_label = torch.cat(vae_labels)
-        syn = optimise_samples(classifiers, syn, self.optimise_steps)
-        if not classifiers:
-            train_epochs(global_model, syn, epochs, bs, lr, self.seed, targets=vae_label)
-            return ArrayRecord(global_model.state_dict())
-        teacher = ensemble_probs(classifiers, syn)
-        if self.fusion == "md":
+        syn = optimise_samples(classifiers, _concat(tables), self.optimise_steps)
+        target = torch.cat(vae_labels)
+        if classifiers and self.fusion != "plain":
+            teacher = ensemble_probs(classifiers, syn) if self.fusion == "md" else predict(global_model, syn)
             w_clf = float(sum(m.content["metrics"]["num-examples"] for m in clf_msgs))
             w_vae = float(sum(m.content["metrics"]["num-examples"] for m in vae_msgs))
-            target = (w_clf * teacher + w_vae * vae_label) / (w_clf + w_vae)
-            train_epochs(global_model, syn, 2 * epochs, bs, lr, self.seed, targets=target)
-            return ArrayRecord(global_model.state_dict())
-        train_epochs(global_model, syn, epochs, bs, lr, self.seed, targets=vae_label)  # stage A
-        if self.fusion == "plain":
-            train_epochs(global_model, syn, epochs, bs, lr, self.seed + 1, targets=teacher)  # stage B
-        else:
-            with torch.no_grad():
-                global_model.eval()
-                anchor = torch.cat(
-                    [
-                        global_model(syn.batch(torch.arange(s, min(s + 8192, len(syn)))))
-                        for s in range(0, len(syn), 8192)
-                    ]
-                )
-            _train_sd(global_model, syn, teacher, anchor, self.sd_weight, epochs, bs, lr, self.seed + 1)
+            target = (w_clf * teacher + w_vae * target) / (w_clf + w_vae)
+        train_epochs(global_model, syn, epochs, bs, lr, self.seed, targets=target)
         return ArrayRecord(global_model.state_dict())
 
 

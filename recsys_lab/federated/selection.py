@@ -4,14 +4,18 @@ policy (imitation of the heuristic, then online ranking-based reinforcement lear
 **Heuristic** (:class:`HeuristicSelector`). Among devices whose remaining battery covers
 ``reserve`` times their estimated round energy ``ê_i`` (compute + upload at an equal share):
 
-1. cluster them with k-means (K clusters, K = clients per round) on the standardised
-   ``[log n_i, log ê_i]`` (data size and energy cost), so the pick covers different kinds of devices;
+1. cluster them with k-means (``ceil(K / 2)`` clusters, K = clients per round) on the
+   standardised ``[log n_i, ℓ_i]`` (data size and last local loss), so the pick covers different
+   kinds of data;
 2. score each with the utility
-   ``u_i = w_acc · n_i ℓ_i / max(n ℓ) − w_energy · ê_i / max(ê) − w_spread · (s_i + ê_i) / B_i``
+   ``u_i = w_acc · n_i ℓ_i / max(n ℓ) − w_energy · ê_i / max(ê) − w_spread · (s_i + ê_i) / max(s + ê)``
    (``ℓ_i`` the last local loss the device reported — a statistical utility of its data, as in
-   Oort — ``s_i`` the energy it already spent and ``B_i`` its battery: a device that has spent much
-   of its battery is held back, which evens out energy use);
+   Oort — ``s_i`` the energy it already spent: a device that has already
+   spent more than others is held back, which evens out energy use across devices);
 3. take the best device of each cluster (largest clusters first), then fill up by utility.
+
+**Decision:** clustering on the energy cost as well (tried first) forced an expensive device into
+every round and raised the energy spread; the clusters are therefore on data only.
 
 **Policy** (:class:`PolicySelector`). An MLP scores each device from its features
 ``φ_i = [log n_i, ê_i / max ê, s_i / B_i, r_i / B_i, ℓ_i, u_i]`` (``r_i`` remaining battery). It is
@@ -98,10 +102,11 @@ class HeuristicWeights:
 def utility(state: SelectionState, w: HeuristicWeights) -> np.ndarray:
     """BEFL's utility ``u_i`` of every device ``[N]`` (see the module docstring)."""
     stat = state.num_examples * state.loss
+    after = state.spent + state.est_energy  # energy spent if selected now
     return (
         w.accuracy * stat / max(stat.max(), 1e-12)
         - w.energy * state.est_energy / max(state.est_energy.max(), 1e-12)
-        - w.spread * (state.spent + state.est_energy) / state.battery
+        - w.spread * after / max(after.max(), 1e-12)
     )
 
 
@@ -112,20 +117,22 @@ def eligible(state: SelectionState, w: HeuristicWeights) -> np.ndarray:
 
 
 class HeuristicSelector(Selector):
-    """BEFL's cluster-and-utility heuristic."""
+    """BEFL's cluster-and-utility heuristic (``clusters``: None = ceil(K / 2))."""
 
-    def __init__(self, weights: HeuristicWeights | None = None) -> None:
+    def __init__(self, weights: HeuristicWeights | None = None, clusters: int | None = None) -> None:
         self.weights = weights or HeuristicWeights()
+        self.clusters = clusters
 
     def select(self, state: SelectionState, k: int, rng: np.random.Generator) -> list[int]:
         pool = np.flatnonzero(eligible(state, self.weights))
         k = min(k, pool.size)
         u = utility(state, self.weights)[pool]
-        feats = np.stack([np.log(state.num_examples[pool] + 1), np.log(state.est_energy[pool] + 1e-12)], 1)
+        feats = np.stack([np.log(state.num_examples[pool] + 1), state.loss[pool]], 1)
         feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-9)
-        labels = _kmeans(feats, k, rng)
+        clusters = max(1, min(self.clusters or (k + 1) // 2, k))
+        labels = _kmeans(feats, clusters, rng)
         chosen: list[int] = []
-        for j in np.argsort(-np.bincount(labels, minlength=k), kind="stable"):
+        for j in np.argsort(-np.bincount(labels, minlength=clusters), kind="stable"):
             members = np.flatnonzero(labels == j)
             if members.size and len(chosen) < k:
                 chosen.append(int(members[np.argmax(u[members])]))
@@ -171,7 +178,7 @@ class PolicySelector(Selector):
         imitation_epochs: int = 30,
         rl: bool = True,
         lr: float = 1e-2,
-        temperature: float = 0.5,
+        temperature: float = 1.0,
         seed: int = 0,
     ) -> None:
         self.weights = weights or HeuristicWeights()

@@ -122,6 +122,10 @@ class EnergyAwareFedAvg(FedAvg):
     def role(self, client: int) -> str:
         return ROLE_CLASSIFIER
 
+    def extra_config(self, client: int) -> dict[str, int | float | str]:
+        """More keys of the train message's ConfigRecord for ``client``."""
+        return {}
+
     def combine(self, server_round: int, replies: list[Message]) -> ArrayRecord | None:
         """Weighted average of the surviving updates (FedAvg)."""
         return aggregate_arrayrecords([m.content for m in replies], self.weighted_by_key) if replies else None
@@ -183,6 +187,7 @@ class EnergyAwareFedAvg(FedAvg):
             cfg["server-round"] = server_round
             cfg["role"] = self.role(c)
             cfg["bandwidth-hz"] = self._pending[c]
+            cfg.update(self.extra_config(c))
             content = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: cfg})
             messages.append(Message(content=content, message_type=MessageType.TRAIN, dst_node_id=c + 1))
         return messages
