@@ -23,7 +23,14 @@ from omegaconf import DictConfig, OmegaConf
 from recsys_lab.data.datamodule import DataModule, TableSplit
 from recsys_lab.federated.channel import Channel
 from recsys_lab.federated.client import Federation, LocalTraining, VaeSpec, make_client_app
-from recsys_lab.federated.data import collect_split, evaluate, partition_by_user, subset, train_epochs
+from recsys_lab.federated.data import (
+    collect_split,
+    evaluate,
+    partition_by_user,
+    predict,
+    subset,
+    train_epochs,
+)
 from recsys_lab.federated.devices import DeviceDistribution
 from recsys_lab.federated.fedmho import FedMHO, ensemble_probs
 from recsys_lab.federated.grid import run_in_process
@@ -167,7 +174,12 @@ def run(cfg: DictConfig) -> Metrics:
 
     metrics: Metrics = {"model": type(model).__name__, "data": datamodule.name, "seed": int(cfg.seed)}
     metrics.update({f"val/{k}": v for k, v in evaluate(model, val).items()})
-    metrics.update({f"test/{k}": v for k, v in evaluate(model, test).items()})
+    p_test = predict(model, test)
+    metrics.update(
+        {"test/auc": auc(p_test, test.labels["click"]), "test/logloss": logloss(p_test, test.labels["click"])}
+    )
+    # Per-row test predictions, for paired bootstrap intervals in reports (scripts/results_federated.py).
+    np.save(output_dir / "test_predictions.npy", p_test.numpy().astype(np.float32))
     for split in ("val", "test"):
         metrics.update({f"{split}/{k}": v for k, v in datamodule.oracle_metrics(split).items()})
     metrics.update(strategy.summary_metrics())
