@@ -23,7 +23,9 @@ def _options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("strategy", _options("strategy"))
 @pytest.mark.parametrize("channel", _options("channel"))
-def test_strategy_and_channel_configs_instantiate(hydra_ctx: None, tmp_path: Path, strategy: str, channel: str) -> None:
+def test_strategy_and_channel_configs_instantiate(
+    hydra_ctx: None, tmp_path: Path, strategy: str, channel: str
+) -> None:
     cfg = compose_train(tmp_path, f"strategy={strategy}", f"channel={channel}", config_name="federate")
     chan, label = instantiate_labelled(cfg.channel)
     assert isinstance(chan, Channel) and label == channel
