@@ -1,6 +1,8 @@
 """The federation's clients: their data and devices, and the Flower ``ClientApp`` they run.
 
-A node's ``Context.node_config["partition-id"]`` says which client it is. On a ``train`` message
+A node's ``Context.node_config["partition-id"]`` says which client it is (Flower's simulation
+runtime sets that key too). On a ``query`` message the device replies with its partition id and
+profile (the server maps Flower node ids to clients with it). On a ``train`` message
 (config keys: ``role``, ``server-round``, optional ``local-epochs``) the ClientApp trains either the CTR model it was sent (role ``classifier``) or a small
 :class:`~recsys_lab.federated.vae.TabularVAE` (role ``vae``, FedMHO's constrained devices) on its
 own rows and replies with the weights and a MetricRecord: ``num-examples``, ``train-loss``,
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from recsys_lab.data.datamodule import TableSplit
@@ -91,6 +93,23 @@ def _bits(state: dict[str, torch.Tensor]) -> float:
 def make_client_app(fed: Federation) -> ClientApp:
     """The ClientApp of every device of ``fed``."""
     app = ClientApp()
+
+    @app.query()
+    def query(msg: Message, context: Context) -> Message:
+        """The device introduces itself: its partition (which client it is) and its profile."""
+        client = int(context.node_config["partition-id"])
+        p = fed.profiles[client]
+        info = ConfigRecord(
+            {
+                "partition-id": client,
+                "battery-j": p.battery_j,
+                "cpu-hz": p.cpu_hz,
+                "tx-power-w": p.tx_power_w,
+                "channel-gain": p.channel_gain,
+                "num-examples": len(fed.clients[client]),
+            }
+        )
+        return Message(RecordDict({"device": info}), reply_to=msg)
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:

@@ -168,12 +168,14 @@ class FedMHO(EnergyAwareFedAvg):
     one_shot = True
 
     def combine(self, server_round: int, replies: list[Message]) -> ArrayRecord | None:
-        clf_msgs = [m for m in replies if self.role(m.metadata.src_node_id - 1) == ROLE_CLASSIFIER]
-        vae_msgs = [m for m in replies if self.role(m.metadata.src_node_id - 1) == ROLE_VAE]
+        clf_msgs = [
+            m for m in replies if self.role(self.client_of[m.metadata.src_node_id]) == ROLE_CLASSIFIER
+        ]
+        vae_msgs = [m for m in replies if self.role(self.client_of[m.metadata.src_node_id]) == ROLE_VAE]
         for m in clf_msgs:
             model = self.fed.model_factory()
             model.load_state_dict(m.content["arrays"].to_torch_state_dict())
-            self.classifiers[m.metadata.src_node_id - 1] = model
+            self.classifiers[self.client_of[m.metadata.src_node_id]] = model
         classifiers = list(self.classifiers.values())
         global_model = self.fed.model_factory()
         if clf_msgs:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from uuid import uuid4
 
+import numpy as np
 from flwr.app import Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.common.constant import SUPERLINK_NODE_ID
@@ -31,7 +32,7 @@ class InProcessGrid(Grid):
     Args:
         client_app: the ClientApp every node runs.
         node_configs: one ``node_config`` per node (e.g. ``{"partition-id": k}``); node ids are
-            ``1..len(node_configs)``.
+            random 62-bit integers, as on a SuperLink.
         run_id: the run's id (stamped on every message).
     """
 
@@ -40,11 +41,13 @@ class InProcessGrid(Grid):
     ):
         self.client_app = client_app
         self.run_id = run_id
+        # Random 62-bit node ids, as a SuperLink assigns them: nothing may assume their values.
+        ids = np.random.default_rng(run_id).choice(2**62, size=len(node_configs), replace=False) + 1
         self.contexts = {
-            k + 1: Context(
-                run_id=run_id, node_id=k + 1, node_config=dict(cfg), state=RecordDict(), run_config={}
+            int(n): Context(
+                run_id=run_id, node_id=int(n), node_config=dict(cfg), state=RecordDict(), run_config={}
             )
-            for k, cfg in enumerate(node_configs)
+            for n, cfg in zip(ids, node_configs, strict=True)
         }
         self._replies: dict[str, Message] = {}
         self._run = Run.create_empty(run_id=run_id)
@@ -78,7 +81,7 @@ class InProcessGrid(Grid):
         for msg in messages:
             node = msg.metadata.dst_node_id
             if node not in self.contexts:
-                raise ValueError(f"InProcessGrid: no node {node} (nodes are 1..{len(self.contexts)})")
+                raise ValueError(f"InProcessGrid: no node {node}; known nodes: {sorted(self.contexts)}")
             msg.metadata.__dict__["_message_id"] = str(uuid4())
             # A ClientApp exception is a bug in this simulation, not a device fault: let it raise.
             reply = self.client_app(msg, self.contexts[node])

@@ -11,7 +11,8 @@ lost — and averages the surviving updates with Flower's ``aggregate_arrayrecor
 
 **Decision:** the physics (battery drain, the MAC's collisions) is simulated on the server side,
 because the uplink couples the clients; in a deployment each device would measure its own.
-Client index = Flower node id − 1 (the in-process grid numbers nodes that way).
+Before the first round a Flower ``query`` message asks every node which client (partition) it is,
+so Flower node ids are never assumed.
 """
 
 from __future__ import annotations
@@ -111,6 +112,8 @@ class EnergyAwareFedAvg(FedAvg):
         self.losses = np.ones(fed.num_clients)  # last reported local loss (1.0 until heard from)
         self.rounds: list[RoundRecord] = []
         self._pending: dict[int, float] = {}  # client -> allocated bandwidth (Hz)
+        self.client_of: dict[int, int] = {}  # Flower node id -> client (partition id)
+        self.node_of: dict[int, int] = {}  # client -> Flower node id
         self._last_val = float("nan")
 
     #: whether Flower's reply consistency check applies (all replies carry the same arrays)
@@ -155,13 +158,25 @@ class EnergyAwareFedAvg(FedAvg):
         )
 
     # -- Flower Strategy ---------------------------------------------------------------------------
+    def discover(self, grid: Grid) -> None:
+        """Map Flower node ids to clients: one ``query`` message to every node not yet known."""
+        unknown = [n for n in grid.get_node_ids() if n not in self.client_of]
+        if not unknown:
+            return
+        queries = [Message(RecordDict(), message_type=MessageType.QUERY, dst_node_id=n) for n in unknown]
+        for reply in grid.send_and_receive(queries):
+            if not reply.has_error():
+                client = int(reply.content["device"]["partition-id"])
+                self.client_of[reply.metadata.src_node_id] = client
+                self.node_of[client] = reply.metadata.src_node_id
+
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        nodes = set(grid.get_node_ids())
+        self.discover(grid)
         bits = 32.0 * sum(a.numpy().size for a in arrays.values())
         state = self.selection_state(server_round, bits)
-        state.alive &= np.array([i + 1 in nodes for i in range(self.fed.num_clients)])
+        state.alive &= np.array([i in self.node_of for i in range(self.fed.num_clients)])
         if not state.alive.any():
             self._pending = {}
             return []
@@ -189,15 +204,17 @@ class EnergyAwareFedAvg(FedAvg):
             cfg["bandwidth-hz"] = self._pending[c]
             cfg.update(self.extra_config(c))
             content = RecordDict({self.arrayrecord_key: arrays, self.configrecord_key: cfg})
-            messages.append(Message(content=content, message_type=MessageType.TRAIN, dst_node_id=c + 1))
+            messages.append(
+                Message(content=content, message_type=MessageType.TRAIN, dst_node_id=self.node_of[c])
+            )
         return messages
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         valid, _ = self._check_and_log_replies(replies, is_train=True, validate=self.validate_replies)
-        valid = [m for m in valid if m.metadata.src_node_id - 1 in self._pending]
-        clients = [m.metadata.src_node_id - 1 for m in valid]
+        valid = [m for m in valid if self.client_of.get(m.metadata.src_node_id) in self._pending]
+        clients = [self.client_of[m.metadata.src_node_id] for m in valid]
         metrics = [m.content["metrics"] for m in valid]
         uplink = self.channel.uplink(
             [self.fed.profiles[c] for c in clients],
