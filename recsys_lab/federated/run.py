@@ -87,6 +87,29 @@ def instantiate_labelled(node: DictConfig) -> tuple[Any, str]:
     return instantiate(conf), label
 
 
+def run_flower_simulation(server: ServerApp, client_app: Any, num_nodes: int) -> None:
+    """Run the apps under Flower's own simulation runtime (Ray backend, one CPU per ClientApp).
+
+    Needs Flower's full dependency set (``pip install "flwr[simulation]==1.42.0"``: Ray,
+    SQLAlchemy >= 2, FastAPI, rich < 15), which clashes with this project's pins, so it lives in
+    another environment; see docs/federated.md.
+    """
+    try:
+        from flwr.simulation import run_simulation
+    except ImportError as err:
+        raise ImportError(
+            f"runtime=flower_simulation needs Flower's simulation extra ({err}); install "
+            '"flwr[simulation]==1.42.0" in a separate environment, or use runtime=inprocess.'
+        ) from err
+    # Flower's node_config carries "partition-id" for each simulated node, as the ClientApp expects.
+    run_simulation(
+        server_app=server,
+        client_app=client_app,
+        num_supernodes=num_nodes,
+        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": {"num_cpus": 1}},
+    )
+
+
 def build_federation(cfg: DictConfig) -> tuple[Federation, DataModule, TableSplit, TableSplit]:
     """(federation, datamodule, val split, test split) of a composed ``federate`` config."""
     datamodule: DataModule = instantiate(cfg.data)
@@ -152,7 +175,14 @@ def run(cfg: DictConfig) -> Metrics:
             )
             final["arrays"] = result.arrays
 
-        run_in_process(server, make_client_app(fed), [{"partition-id": k} for k in range(fed.num_clients)])
+        client_app = make_client_app(fed)
+        runtime = str(cfg.get("runtime", "inprocess"))
+        if runtime == "inprocess":
+            run_in_process(server, client_app, [{"partition-id": k} for k in range(fed.num_clients)])
+        elif runtime == "flower_simulation":
+            run_flower_simulation(server, client_app, fed.num_clients)
+        else:
+            raise ValueError(f"runtime={runtime!r}: use inprocess or flower_simulation")
         if final.get("arrays") is not None and len(final["arrays"]) > 0:
             model.load_state_dict(final["arrays"].to_torch_state_dict())
         (output_dir / "rounds.json").write_text(json.dumps([asdict(r) for r in strategy.rounds], indent=1))
