@@ -126,7 +126,7 @@ class FedMHO(EnergyAwareFedAvg):
         fusion_lr: float = 1e-3,
         fusion_batch_size: int = 128,
         optimise_steps: int = 20,
-        local_epochs: int = 10,
+        local_epochs: int = 5,
         evaluate: Callable[[ArrayRecord], dict[str, float]] | None = None,
         seed: int = 0,
     ) -> None:
