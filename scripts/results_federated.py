@@ -129,7 +129,7 @@ def paired_auc_effect(a: list[dict], b: list[dict], draws: int = 200) -> tuple[f
     """Mean relative AUC change of ``a`` over ``b`` (per seed, averaged) and its bootstrap interval."""
     rng = np.random.default_rng(0)
     effects, samples = [], []
-    for ma, mb in zip(a, b, strict=True):
+    for ma, mb in paired(a, b):
         seed = int(ma["seed"])
         if seed not in _LABELS:
             _LABELS[seed] = _labels(Path(ma["_dir"]))
@@ -166,9 +166,15 @@ def table(rows: dict[str, list[dict]], keys: list[str]) -> list[str]:
     return lines
 
 
+def paired(a: list[dict], b: list[dict]) -> list[tuple[dict, dict]]:
+    """Runs of ``a`` and ``b`` with the same seed."""
+    by_seed = {int(y["seed"]): y for y in b}
+    return [(x, by_seed[int(x["seed"])]) for x in a if int(x["seed"]) in by_seed]
+
+
 def rel(a: list[dict], b: list[dict], key: str, fn=lambda x: x) -> float:
-    """Mean over seeds of fn(a)/fn(b) - 1."""
-    return float(np.mean([fn(x[key]) / fn(y[key]) - 1 for x, y in zip(a, b, strict=True)]))
+    """Mean over the shared seeds of fn(a)/fn(b) - 1."""
+    return float(np.mean([fn(x[key]) / fn(y[key]) - 1 for x, y in paired(a, b)]))
 
 
 def write_page(path: Path) -> None:
@@ -201,7 +207,7 @@ def write_page(path: Path) -> None:
         "|---|---|---|",
     ]
     claims: list[tuple[str, str, str]] = []
-    if befl["befl"] and befl["fedavg"] and len(befl["befl"]) == len(befl["fedavg"]):
+    if befl["befl"] and befl["fedavg"] and befl["befl_heuristic"]:
         for name in ("befl", "befl_heuristic"):
             eff, lo, hi = paired_auc_effect(befl[name], befl["fedavg"])
             claims.append(
