@@ -54,3 +54,17 @@ def test_federation_of_movielens_users(hydra_ctx: None, tmp_path: Path) -> None:
     )
     m = run(cfg)
     assert m["data"] == "movielens" and m["fed/rounds"] == 1 and 0.0 <= m["test/auc"] <= 1.0
+
+
+def test_federation_of_synthetic_world_users(hydra_ctx: None, tmp_path: Path) -> None:
+    cfg = compose_train(
+        tmp_path,
+        "data=synthetic_seq",
+        "fed.num_clients=8",
+        "fed.clients_per_round=4",
+        "fed.rounds=1",
+        config_name="federate",
+    )
+    m = run(cfg)
+    assert m["fed/rounds"] == 1 and m["fed/num_clients"] == 8 and 0.0 <= m["test/auc"] <= 1.0
+    assert "test/oracle_auc" in m  # the world's true probabilities
