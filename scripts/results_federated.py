@@ -146,6 +146,8 @@ def paired_auc_effect(a: list[dict], b: list[dict], draws: int = 200) -> tuple[f
 
 
 def mean_sd(rows: list[dict], key: str) -> str:
+    if any(key not in r for r in rows):
+        return "–"
     v = np.array([r[key] for r in rows], dtype=float)
     return f"{v.mean():.4g} ± {v.std(ddof=1) if len(v) > 1 else 0:.2g}"
 
