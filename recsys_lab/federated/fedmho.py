@@ -113,6 +113,8 @@ class FedMHO(EnergyAwareFedAvg):
         fusion_epochs, fusion_lr, fusion_batch_size: the global model's training on synthetic rows.
         optimise_steps: Adam steps of the unsupervised sample optimisation (0 = off).
         local_epochs: the classifiers' local epochs (one shot: train to convergence).
+        vae_label_weight: scales the VAE labels' weight in the MD/SD targets (1 = by examples held;
+            0 = the synthetic rows only carry the constrained devices' inputs, an ablation).
     """
 
     def __init__(
@@ -127,6 +129,7 @@ class FedMHO(EnergyAwareFedAvg):
         fusion_batch_size: int = 128,
         optimise_steps: int = 20,
         local_epochs: int = 5,
+        vae_label_weight: float = 1.0,
         evaluate: Callable[[ArrayRecord], dict[str, float]] | None = None,
         seed: int = 0,
     ) -> None:
@@ -153,6 +156,7 @@ class FedMHO(EnergyAwareFedAvg):
         self.fusion_batch_size = fusion_batch_size
         self.optimise_steps = optimise_steps
         self.local_epochs = local_epochs
+        self.vae_label_weight = vae_label_weight
         self.seed = seed
         self.classifiers: dict[int, CTRModel] = {}  # client -> its local classifier (for reports)
 
@@ -207,7 +211,7 @@ class FedMHO(EnergyAwareFedAvg):
         if classifiers and self.fusion != "plain":
             teacher = ensemble_probs(classifiers, syn) if self.fusion == "md" else predict(global_model, syn)
             w_clf = float(sum(m.content["metrics"]["num-examples"] for m in clf_msgs))
-            w_vae = float(sum(m.content["metrics"]["num-examples"] for m in vae_msgs))
+            w_vae = self.vae_label_weight * float(sum(m.content["metrics"]["num-examples"] for m in vae_msgs))
             target = (w_clf * teacher + w_vae * target) / (w_clf + w_vae)
         train_epochs(global_model, syn, epochs, bs, lr, self.seed, targets=target)
         return ArrayRecord(global_model.state_dict())
