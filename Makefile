@@ -16,6 +16,8 @@ install: ## create .venv and install recsys_lab with every extra at pinned versi
 	$(PIP) install --quiet -e ".[all]"
 	# TorchRec's declared dependencies pull CUDA wheels and downgrade torchmetrics: install it bare.
 	$(PIP) install --quiet --no-deps torchrec==1.8.0
+	# Flower's declared pins clash with rich 15 and SQLAlchemy 1.4: install it bare (deps: the `federated` extra).
+	$(PIP) install --quiet --no-deps flwr==1.42.0
 	$(PY) -c "import torch, lightning, hydra; print('torch', torch.__version__, '| lightning', lightning.__version__)"
 
 train: ## default run: DCNv2 on the built-in synthetic dataset (CPU, about a minute)

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from recsys_lab.callbacks import Throughput
 from recsys_lab.checkpoint import load_embedding_tables
 from recsys_lab.data.datamodule import DataModule
+from recsys_lab.data.schema import Schema
 from recsys_lab.models.base import CTRModel
 from recsys_lab.runners import stage
 from recsys_lab.utils import print_metrics_table, write_json_atomic
@@ -41,19 +42,24 @@ def _instantiate_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(c) for c in group.values() if c is not None and "_target_" in c]
 
 
-def build(cfg: DictConfig) -> tuple[DataModule, CTRModel, L.LightningModule]:
-    """Instantiate the datamodule (set up), the model and the task from a composed config."""
-    datamodule: DataModule = instantiate(cfg.data)
-    datamodule.setup()
+def build_model(cfg: DictConfig, schema: Schema) -> CTRModel:
+    """The model of ``cfg.model`` with the embedding of ``cfg.embedding``, built from ``schema``."""
     # _partial_ then call: Hydra would turn the Schema dataclass into a DictConfig if passed as a kwarg.
     model_factory = instantiate(cfg.model, _partial_=True)
     try:
-        model: CTRModel = model_factory(schema=datamodule.schema, embedding=instantiate(cfg.embedding))
+        return model_factory(schema=schema, embedding=instantiate(cfg.embedding))
     except TypeError as err:
         raise TypeError(
             f"{err} — check the `model.*` keys of your config/overrides against the constructor of "
             f"{cfg.model._target_}."
         ) from err
+
+
+def build(cfg: DictConfig) -> tuple[DataModule, CTRModel, L.LightningModule]:
+    """Instantiate the datamodule (set up), the model and the task from a composed config."""
+    datamodule: DataModule = instantiate(cfg.data)
+    datamodule.setup()
+    model = build_model(cfg, datamodule.schema)
     if cfg.init.checkpoint:
         load_embedding_tables(model, cfg.init.checkpoint)
     task = instantiate(cfg.task, model=model)
