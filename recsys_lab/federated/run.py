@@ -36,6 +36,7 @@ from recsys_lab.federated.fedmho import FedMHO, ensemble_probs
 from recsys_lab.federated.grid import run_in_process
 from recsys_lab.federated.strategies import EnergyAwareFedAvg
 from recsys_lab.metrics import auc, logloss
+from recsys_lab.runners import stage
 from recsys_lab.train import build_model
 from recsys_lab.utils import write_json_atomic
 
@@ -143,8 +144,7 @@ def run(cfg: DictConfig) -> Metrics:
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     torch.manual_seed(cfg.seed)
-    if cfg.get("num_threads"):
-        torch.set_num_threads(cfg.num_threads)
+    stage.set_threads(cfg)
     torch.set_flush_denormal(True)
 
     fed, datamodule, val, test = build_federation(cfg)
