@@ -293,9 +293,16 @@ class WorldDataModule(DataModule):
 
     def oracle_metrics(self, split: str) -> dict[str, float]:
         """AUC and LogLoss of the true probabilities on ``split``: ``oracle_auc``/``oracle_logloss``
-        for :attr:`label`, ``oracle_{auc,logloss}_<label>`` for every label, and for retention
+        for :attr:`label`, ``oracle_{auc,logloss}_<label>`` and ``<label>/oracle_{auc,logloss}``
+        for every label, and for retention
         ``observable_{auc,logloss}_retention`` (the best possible without onboarding content)."""
-        return self._oracle(*self.split_range(split))
+        out = self._oracle(*self.split_range(split))
+        for (
+            label
+        ) in self._schema.labels:  # the per-label key layout of multi-task runs (<split>/<label>/<metric>)
+            out[f"{label}/oracle_auc"] = out[f"oracle_auc_{label}"]
+            out[f"{label}/oracle_logloss"] = out[f"oracle_logloss_{label}"]
+        return out
 
     def oracle_by_day(self) -> list[dict[str, Any]]:
         """One row per sample day: ``day``, ``split``, ``rows``, each label's rate and the oracle
