@@ -23,6 +23,9 @@ SHARED_DATA = Path(
 CRITEO_ROWS, CRITEO_CLICKS = 200, 49
 AVAZU_ROWS, AVAZU_CLICKS = 100, 20
 
+TABULAR_SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tabular" / "ads_sample.csv"
+"""The synthetic ads log that ships in the repo (scripts/make_tabular_example.py)."""
+
 GENRES_1M = ("Action|Comedy", "Drama", "Comedy|Romance", "Animation|Children's", "Thriller")
 
 
@@ -95,7 +98,8 @@ def write_movielens(
 
 def data_overrides(option: str, tmp_path: Path) -> list[str]:
     """Overrides that let ``data=<option>`` run on small files: the shared samples for Criteo and
-    Avazu (and their presets), a generated ml-100k folder for MovieLens; caches in ``tmp_path``.
+    Avazu (and their presets), a generated ml-100k folder for MovieLens, the repo's sample for
+    tabular; caches in ``tmp_path``.
     Empty for datasets that need no files (synthetic)."""
     cache = f"data.cache_dir={tmp_path / 'data_cache'}"
     if option.startswith("criteo"):
@@ -104,4 +108,6 @@ def data_overrides(option: str, tmp_path: Path) -> list[str]:
         return [f"data.path={shared_sample('avazu_sample.csv')}", cache, "data.min_count=1"]
     if option.startswith("movielens"):
         return [f"data.path={write_movielens(tmp_path / 'ml-100k', 'ml-100k')}", cache]
+    if option == "tabular":
+        return [f"data.path={TABULAR_SAMPLE}", cache]
     return []
