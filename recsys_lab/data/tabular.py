@@ -64,6 +64,8 @@ HISTORY_PREFIX = "hist_"
 _DATA_FILE = re.compile(r"\.(csv|tsv|tab|txt|parquet|pq)(\.gz)?$", re.IGNORECASE)
 _FILE_SPLITS = {"train": TRAIN, "valid": VAL, "val": VAL, "test": TEST}
 _MULTI_KEYS = {"separator", "max_len"}
+_DATE_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+"""ISO date-times understood by the time column (a ``T`` between date and time is allowed)."""
 
 
 def _is_parquet(path: Path) -> bool:
@@ -78,16 +80,18 @@ def parse_times(raw: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """A time column -> (float64 times ``[N]``, bool invalid ``[N]``).
 
     Numbers are kept as written (epoch seconds, ``YYYYMMDDHH``, ...); strings that are not
-    numbers are read as ISO date-times and become epoch seconds; missing or unreadable is invalid.
+    numbers are read as ISO date-times (``2024-05-01 13:00:00``, ``2024-05-01T13:00``,
+    ``2024-05-01``; no time zone: read as UTC) and become epoch seconds; missing or unreadable is
+    invalid.
     """
     if raw.dtype.is_numeric():
         t = raw.cast(pl.Float64)
     else:
-        text = raw.cast(pl.String).str.strip_chars()
+        text = raw.cast(pl.String).str.strip_chars().str.replace("T", " ", literal=True)
         number = text.cast(pl.Float64, strict=False)
-        when = text.str.to_datetime(strict=False, time_unit="us")
-        seconds = (when.dt.epoch("us").cast(pl.Float64) / 1e6) if when.dtype != pl.Null else when
-        t = number.fill_null(seconds)
+        parsed = [text.str.to_datetime(f, strict=False, time_unit="us") for f in _DATE_TIME_FORMATS]
+        when = pl.select(pl.coalesce(parsed)).to_series()
+        t = number.fill_null(when.dt.epoch("us").cast(pl.Float64) / 1e6)
     values = t.to_numpy().astype(np.float64)
     return values, ~np.isfinite(values)
 

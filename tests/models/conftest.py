@@ -184,7 +184,7 @@ def make_two_label_planted(size: int, seed: int) -> Batch:
     return b
 
 
-def assert_learns_two_labels(model, steps: int = 150, min_accuracy: float = 0.85) -> None:  # noqa: ANN001
+def assert_learns_two_labels(model, steps: int = 150, min_accuracy: float = 0.85) -> None:
     """Full-batch Adam with :class:`~recsys_lab.objectives.multitask.MultiTaskBCE` on 512 samples of
     :func:`make_two_label_planted`: the loss falls by more than half and both labels are classified
     on 512 fresh samples with accuracy > ``min_accuracy`` (always guessing 0 scores about 0.5 on
@@ -216,7 +216,7 @@ def assert_learns_two_labels(model, steps: int = 150, min_accuracy: float = 0.85
         assert accuracy > min_accuracy, (label, accuracy)
 
 
-def assert_every_parameter_learns_from_both_labels(model) -> None:  # noqa: ANN001
+def assert_every_parameter_learns_from_both_labels(model) -> None:
     """The two-label loss reaches every parameter with a finite, non-zero gradient."""
     from recsys_lab.objectives.multitask import MultiTaskBCE
 

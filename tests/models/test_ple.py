@@ -15,7 +15,9 @@ def test_a_task_ignores_the_other_tasks_experts_in_one_level():
     """With one extraction layer (CGC), task 0's output reads its own and the shared experts only:
     changing task 1's experts leaves it unchanged and changes task 1's output."""
     torch.manual_seed(0)
-    layer = ExtractionLayer(6, num_tasks=2, num_task_experts=2, num_shared_experts=1, hidden_units=[4], shared_output=False)
+    layer = ExtractionLayer(
+        6, num_tasks=2, num_task_experts=2, num_shared_experts=1, hidden_units=[4], shared_output=False
+    )
     x = torch.randn(8, 6)
     before, shared = layer([x, x], x)
     assert shared is None
