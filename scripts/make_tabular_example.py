@@ -47,7 +47,9 @@ def generate(rows: int, seed: int) -> list[dict[str, str]]:
         affinity = sum(int(ad_category[h]) == cat for h, _ in past)
         logit = -1.2 + user_effect[u] + ad_effect[a] + 0.8 * (cat in user_tags[u]) + 0.5 * affinity
         click = rng.random() < 1 / (1 + np.exp(-logit))
-        cvr_logit = -1.0 - 0.6 * np.log(ad_price[a] / 20) + 0.4 * (user_age[u] > 40) + 0.5 * (cat in user_tags[u])
+        cvr_logit = (
+            -1.0 - 0.6 * np.log(ad_price[a] / 20) + 0.4 * (user_age[u] > 40) + 0.5 * (cat in user_tags[u])
+        )
         conversion = click and rng.random() < 1 / (1 + np.exp(-cvr_logit))
         when = start + timedelta(seconds=float(t))
         out.append(
