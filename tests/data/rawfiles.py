@@ -108,6 +108,9 @@ def data_overrides(option: str, tmp_path: Path) -> list[str]:
         return [f"data.path={shared_sample('avazu_sample.csv')}", cache, "data.min_count=1"]
     if option.startswith("movielens"):
         return [f"data.path={write_movielens(tmp_path / 'ml-100k', 'ml-100k')}", cache]
-    if option == "tabular":
+    if option == "tabular_sample":
         return [f"data.path={TABULAR_SAMPLE}", cache]
+    if option == "tabular":  # the generic config declares no column: declare some of the sample's
+        columns = ["data.categorical=[user_id,ad_id]", "data.numeric_columns=[price]", "data.user=user_id"]
+        return [f"data.path={TABULAR_SAMPLE}", cache, *columns]
     return []

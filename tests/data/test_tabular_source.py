@@ -271,10 +271,11 @@ def test_the_cache_is_reused(tmp_path):
 
 @pytest.mark.usefixtures("hydra_ctx")
 def test_mmoe_end_to_end_on_the_shipped_sample_writes_per_label_metrics(tmp_path):
-    """``python -m recsys_lab.train data=tabular model=mmoe`` on examples/tabular/ads_sample.csv."""
+    """``python -m recsys_lab.train data=tabular_sample model=mmoe`` (data=tabular on
+    examples/tabular/ads_sample.csv)."""
     cfg = compose_train(
         tmp_path,
-        "data=tabular",
+        "data=tabular_sample",
         "model=mmoe",
         f"data.path={TABULAR_SAMPLE}",
         f"data.cache_dir={tmp_path / 'cache'}",
