@@ -293,3 +293,15 @@ def test_mmoe_end_to_end_on_the_shipped_sample_writes_per_label_metrics(tmp_path
             assert f"test/{label}/{key}" in on_disk and f"val/{label}/{key}" in on_disk
     assert on_disk["test/auc"] == on_disk["test/click/auc"] != on_disk["test/conversion/auc"]
     assert 0.0 < on_disk["test/conversion/auc"] < 1.0 and m["model"] == "MMoE"
+
+
+def test_hashing_and_quantile_buckets_keep_histories_aligned_with_the_candidate(tmp_path):
+    rows = make_rows()
+    path = write_table(tmp_path / "log.csv", rows)
+    dm = tabular(path, tmp_path, hash_buckets=1000, numeric="quantile", num_quantiles=4, **ALL_TRAIN)
+    assert dm.schema["price"].kind is FeatureKind.CATEGORICAL  # quantile buckets
+    b = train_batch(dm)
+    ad = {r["ad"]: int(i) for r, i in zip(rows, b.sparse[:, 1])}
+    h = b.history
+    lo, hi = int(h.offsets[9]), int(h.offsets[10])
+    assert h.values[lo:hi, 0].tolist() == [ad[a] for a in rows[9]["hist_ad"].split("|")]

@@ -445,7 +445,8 @@ class TabularPreprocessor:
             if self._is_timestamps(c.name):
                 keys = element.cast(pl.Float64, strict=False).fill_null(0.0)
             else:
-                keys = self.counters[c.vocab or c.name].key_expr(element)
+                vocab = c.vocab or c.name  # a shared vocabulary of a hashed field hashes the values too
+                keys = self.counters[vocab].key_expr(self._hashed(vocab, element))
             exprs.append(pl.col(c.name).str.split(c.separator).list.eval(keys).alias(c.name))
         return exprs
 
@@ -553,9 +554,10 @@ class TabularPreprocessor:
                 self.sample.update(row_hash(row_key(si, lines[:n_train]), _QUANTILE_SEED), values)
         stage.append(sizes, columns)
 
-    def _hashed(self, column: str) -> pl.Expr:
-        """The column, or for a hashed field its bucket ``hash(value) mod hash_buckets`` (null kept)."""
-        expr = pl.col(column)
+    def _hashed(self, column: str, expr: pl.Expr | None = None) -> pl.Expr:
+        """The column (or ``expr``, values of that field), or for a hashed field its bucket
+        ``hash(value) mod hash_buckets`` (null kept)."""
+        expr = pl.col(column) if expr is None else expr
         if column not in self.hashed:
             return expr
         buckets = self.options.hash_buckets
