@@ -222,15 +222,15 @@ class CTRTask(L.LightningModule):
 
     def _eval_epoch_end(self, split: str, metrics: CTRMetrics) -> None:
         values = {k: float(v) for k, v in metrics.compute().items()}
-        logged = {f"{split}/{k}": v for k, v in values.items()}
         metrics.reset()
+        self.log_dict({f"{split}/{k}": v for k, v in values.items()}, prog_bar=split == "val")
         others = self._label_metrics(metrics)
         if others is not None:
-            logged.update({f"{split}/{self.label}/{k}": v for k, v in values.items()})
+            per_label = {f"{split}/{self.label}/{k}": v for k, v in values.items()}
             for name, m in others.items():
-                logged.update({f"{split}/{name}/{k}": float(v) for k, v in m.compute().items()})
+                per_label.update({f"{split}/{name}/{k}": float(v) for k, v in m.compute().items()})
                 m.reset()
-        self.log_dict(logged, prog_bar=split == "val")
+            self.log_dict(per_label)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step(batch, self.val_metrics)
