@@ -49,3 +49,13 @@ def test_trains_both_labels_and_logs_per_label_metrics(tmp_path):
     assert m["test/auc"] == m["test/click/auc"] > 0.9
     assert m["test/conversion/auc"] > 0.85
     assert {f"test/conversion/{k}" for k in ("logloss", "gauc", "ne", "calibration")} <= set(m)
+
+
+def test_the_synthetic_world_reports_every_labels_oracle_under_its_name():
+    from recsys_lab.data.synthetic.seq_datamodule import SyntheticSeqDataModule
+
+    dm = SyntheticSeqDataModule(preset="tiny", max_history=0)
+    m = dm.oracle_metrics("test")
+    for label in ("click", "conversion"):
+        assert m[f"{label}/oracle_auc"] == m[f"oracle_auc_{label}"] and 0.5 < m[f"{label}/oracle_auc"] < 1
+        assert m[f"{label}/oracle_logloss"] == m[f"oracle_logloss_{label}"]
