@@ -1,6 +1,7 @@
 """Multi-task heads on the synthetic world's click + conversion: run, then tabulate.
 
-    # 1. one full run per model x seed (resumable: a run with a metrics.json is skipped)
+    # 1. one full run per model x seed, and a single-task DNN per label (--baseline-seeds);
+    #    resumable: a run with a metrics.json is skipped
     python scripts/results_multitask.py run --out runs/results_multitask --seeds 1 2 3
     # 2. mean ± sd over seeds of each label's test AUC / LogLoss, beside the oracle's
     python scripts/results_multitask.py report --out runs/results_multitask
@@ -34,14 +35,20 @@ def command(model: str, seed: int, out: Path) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> None:
-    for seed in args.seeds:
-        for model in args.models:
-            out = args.out / f"{model}_s{seed}"
-            if (out / "metrics.json").is_file():
-                continue
-            env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-            print(" ".join(command(model, seed, out)), flush=True)
-            subprocess.run(command(model, seed, out), cwd=ROOT, env=env, check=True)
+    jobs = [(m, s, args.out / f"{m}_s{s}", []) for s in args.seeds for m in args.models]
+    # The single-task baseline: one DNN per label (run dnn_<label>_s<seed>).
+    jobs += [
+        ("dnn", s, args.out / f"dnn_{lb}_s{s}", [f"task.label={lb}"])
+        for s in args.baseline_seeds
+        for lb in LABELS
+    ]
+    for model, seed, out, extra in jobs:
+        if (out / "metrics.json").is_file():
+            continue
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+        cmd = command(model, seed, out) + extra
+        print(" ".join(cmd), flush=True)
+        subprocess.run(cmd, cwd=ROOT, env=env, check=True)
 
 
 def mean_sd(values: list[float]) -> str:
@@ -49,6 +56,28 @@ def mean_sd(values: list[float]) -> str:
         return "–"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{statistics.mean(values):.4f} ± {sd:.4f}"
+
+
+def hanley_mcneil_se(auc: float, positives: int, negatives: int) -> float:
+    """Standard error of an AUC from the test set alone (Hanley & McNeil, 1982): the test-sampling
+    noise the spread over seeds does not show."""
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    var = auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)
+    return (var / (positives * negatives)) ** 0.5
+
+
+def test_counts() -> dict[str, tuple[int, int]]:
+    """Label -> (positives, negatives) of the test split the runs use (the small world)."""
+    sys.path.insert(0, str(ROOT))
+    from recsys_lab.data.synthetic.seq_datamodule import SyntheticSeqDataModule
+
+    dm = SyntheticSeqDataModule(preset="small", max_history=0)
+    lo, hi = dm.split_range("test")
+    out = {}
+    for label in LABELS:
+        positives = int(dm.samples.columns.labels[label][lo:hi].sum())
+        out[label] = (positives, hi - lo - positives)
+    return out
 
 
 def report(args: argparse.Namespace) -> None:
@@ -59,17 +88,39 @@ def report(args: argparse.Namespace) -> None:
     header = "| model | seeds | " + " | ".join(f"{lb} AUC | {lb} LogLoss" for lb in LABELS) + " | samples/s |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
-    for model in [m for m in MODELS if m in runs] + sorted(set(runs) - set(MODELS)):
+    for model in [m for m in MODELS if m in runs]:
         ms = runs[model]
         cells = []
         for label in LABELS:
             cells += [mean_sd([m[f"test/{label}/{k}"] for m in ms]) for k in ("auc", "logloss")]
         speed = statistics.mean(m["train/samples_per_s"] for m in ms)
         print(f"| {model} | {len(ms)} | " + " | ".join(cells) + f" | {speed:,.0f} |")
+    if all(f"dnn_{lb}" in runs for lb in LABELS):  # one single-task DNN per label
+        cells = [
+            mean_sd([m[f"test/{k}"] for m in runs[f"dnn_{lb}"]]) for lb in LABELS for k in ("auc", "logloss")
+        ]
+        seeds = "/".join(str(len(runs[f"dnn_{lb}"])) for lb in LABELS)
+        speed = statistics.mean(m["train/samples_per_s"] for lb in LABELS for m in runs[f"dnn_{lb}"])
+        print(
+            f"| dnn, one single-task model per label | {seeds} | " + " | ".join(cells) + f" | {speed:,.0f} |"
+        )
+    runs = {m: v for m, v in runs.items() if m in MODELS}
     any_run = next(iter(runs.values()))[0] if runs else None
     if any_run:
         cells = [f"{any_run[f'test/{lb}/oracle_{k}']:.4f}" for lb in LABELS for k in ("auc", "logloss")]
         print("| oracle (true probabilities) | | " + " | ".join(cells) + " | |")
+    counts = test_counts()
+    print()
+    print(
+        "Test split: "
+        + ", ".join(f"{lb}: {p:,} positives of {p + n:,}" for lb, (p, n) in counts.items())
+        + ". Test-sampling standard error of the AUC (Hanley-McNeil), at the mean AUC: "
+        + ", ".join(
+            f"{model} {lb} ±{hanley_mcneil_se(statistics.mean(m[f'test/{lb}/auc'] for m in runs[model]), *counts[lb]):.4f}"
+            for model in runs
+            for lb in LABELS
+        )
+    )
 
 
 def main() -> None:
@@ -78,6 +129,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "results_multitask")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--baseline-seeds", type=int, nargs="*", default=[1])
     args = parser.parse_args()
     run(args) if args.step == "run" else report(args)
 
