@@ -1,4 +1,4 @@
-"""Streaming preprocessing of tabular CTR logs (Criteo, Avazu) into the cache, in bounded memory.
+"""Streaming preprocessing of tabular CTR logs (Criteo, Avazu, your own files) into the cache, in bounded memory.
 
 Two passes, the raw text read once:
 
