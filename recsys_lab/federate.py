@@ -29,6 +29,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="federate")
 def main(cfg: DictConfig) -> float | None:
     from recsys_lab.federated.run import run
+
     route_framework_logs()
     logging.getLogger("flwr").setLevel(logging.WARNING if cfg.get("quiet_flower", True) else logging.INFO)
     metrics = run(cfg)

@@ -10,6 +10,7 @@ sparse         int64 ``[B, F]``                one field-local id per categorica
 labels         dict name -> float32 ``[B]``    ``click`` always; more when the data has them
 user           int64 ``[B]`` or None           group id for GAUC
 history        :class:`Jagged` or None         behaviour events per sample, packed, no padding
+multi          int64 ``[B, M, L]`` or None     ids of the M multi-valued fields, -1 = padding
 privileged     dict or None                    training-only signals; never given to serving
 teacher        dict name -> float32 ``[B]``    logged teacher predictions (distillation data)
 =============  ==============================  =================================================
@@ -169,6 +170,10 @@ class Batch:
     extras: dict[str, Tensor] = field(default_factory=dict)
     """Per-sample side data that is neither a feature nor a label (e.g. the synthetic world's true
     probability, used only for oracle metrics). Models must not read it."""
+    multi: Tensor | None = None
+    """Multi-valued fields: int64 ``[B, M, L]``, up to L field-local ids per sample and field
+    (0 = OOV, 1 = missing, i.e. an empty set), right-padded with -1; every row holds at least one
+    id. None when the schema has no multi-valued feature."""
 
     def __post_init__(self) -> None:
         b = self.sparse.shape[0]
@@ -186,6 +191,8 @@ class Batch:
                 raise ValueError(f"Batch.labels[{name!r}] must be [B]={b}, got {tuple(y.shape)}")
         if self.history is not None and self.history.batch_size != b:
             raise ValueError(f"Batch.history covers {self.history.batch_size} samples, batch has {b}")
+        if self.multi is not None and (self.multi.dim() != 3 or self.multi.shape[0] != b):
+            raise ValueError(f"Batch.multi must be [B={b}, M, L], got {tuple(self.multi.shape)}")
 
     def __len__(self) -> int:
         return self.sparse.shape[0]
@@ -205,6 +212,7 @@ class Batch:
             privileged=_to(self.privileged, device, non_blocking),
             teacher=_to(self.teacher, device, non_blocking),
             extras=_to(self.extras, device, non_blocking),
+            multi=_to(self.multi, device, non_blocking),
         )
 
     def select(self, index: Tensor) -> Batch:
@@ -228,6 +236,7 @@ class Batch:
             privileged=pick(self.privileged),
             teacher=pick(self.teacher),
             extras=pick(self.extras),
+            multi=pick(self.multi),
         )
 
     def for_serving(self) -> Batch:

@@ -225,6 +225,7 @@ class CachedSplit(Dataset[Batch]):
             labels={name: torch.from_numpy(a[name][rows]) for name in self.schema.labels},
             user=None if user is None else torch.from_numpy(user[rows].astype(np.int64)),
             history=self._history(rows) if "hist_end" in a else None,
+            multi=torch.from_numpy(a["multi"][rows].astype(np.int64)) if "multi" in a else None,
         )
 
     def _history(self, rows: np.ndarray) -> Jagged:

@@ -17,6 +17,7 @@ class FeatureKind(StrEnum):
     CATEGORICAL = "categorical"
     NUMERIC = "numeric"
     SEQUENCE = "sequence"
+    MULTI_VALUED = "multi_valued"
 
 
 class FeatureRole(StrEnum):
@@ -32,9 +33,11 @@ class Feature:
 
     Args:
         name: unique name within the schema.
-        kind: categorical (one id per sample), numeric (one float) or sequence (event column of
-            ``Batch.history``).
-        vocab_size: number of ids including the reserved 0 (categorical and sequence only).
+        kind: categorical (one id per sample), numeric (one float), sequence (event column of
+            ``Batch.history``) or multi_valued (a set of ids per sample, ``Batch.multi``; models
+            pool its embeddings into one vector per field).
+        vocab_size: number of ids including the reserved 0 (categorical, sequence and
+            multi_valued).
         role: user / item / context, where a model or metric needs to know (e.g. GAUC groups by
             the user feature).
     """
@@ -49,7 +52,7 @@ class Feature:
         object.__setattr__(self, "role", FeatureRole(self.role))
         if not self.name:
             raise ValueError("Feature name must be non-empty")
-        if self.kind in (FeatureKind.CATEGORICAL, FeatureKind.SEQUENCE) and self.vocab_size < 2:
+        if self.kind is not FeatureKind.NUMERIC and self.vocab_size < 2:
             raise ValueError(
                 f"Feature {self.name!r} is {self.kind.value} and needs vocab_size >= 2 "
                 f"(id 0 is reserved for missing/OOV), got {self.vocab_size}"
@@ -63,7 +66,8 @@ class Schema:
     """An ordered list of features plus the label names.
 
     ``Batch.sparse[:, j]`` holds the j-th categorical feature, ``Batch.dense[:, j]`` the j-th numeric
-    feature, and ``Batch.history.values[:, j]`` the j-th sequence feature, each in schema order.
+    feature, ``Batch.history.values[:, j]`` the j-th sequence feature and ``Batch.multi[:, j]`` the
+    j-th multi-valued feature, each in schema order.
     """
 
     features: tuple[Feature, ...]
@@ -93,6 +97,22 @@ class Schema:
     @property
     def sequence(self) -> tuple[Feature, ...]:
         return tuple(f for f in self.features if f.kind is FeatureKind.SEQUENCE)
+
+    @property
+    def multi_valued(self) -> tuple[Feature, ...]:
+        return tuple(f for f in self.features if f.kind is FeatureKind.MULTI_VALUED)
+
+    @property
+    def num_multi_valued(self) -> int:
+        return len(self.multi_valued)
+
+    def multi_valued_as_categorical(self) -> Schema:
+        """The multi-valued features as categorical ones (same names, vocabularies, roles): the
+        schema their embedding tables are built from."""
+        return Schema(
+            tuple(Feature(f.name, FeatureKind.CATEGORICAL, f.vocab_size, f.role) for f in self.multi_valued),
+            labels=self.labels,
+        )
 
     @property
     def num_categorical(self) -> int:

@@ -1,7 +1,8 @@
 """The input encoder every model shares: categorical embeddings, numeric features, and their
 flat or token views.
 
-B = batch size, F = categorical fields, Dn = numeric features, D = embedding width.
+B = batch size, F = categorical fields, M = multi-valued fields, L = ids per multi-valued field,
+Dn = numeric features, D = embedding width.
 """
 
 from __future__ import annotations
@@ -63,10 +64,59 @@ class NumericEmbedding(nn.Module):
         return x.unsqueeze(-1) * self.weight  # [B, Dn, 1] * [Dn, D]
 
 
+class MultiValuedEmbedding(nn.Module):
+    """Pooled embeddings of multi-valued fields (tags, categories, ...): ``[B, M, L]`` -> ``[B, M, D]``.
+
+    The tables come from the model's own embedding factory, built on the multi-valued fields as if
+    they were categorical (:meth:`~recsys_lab.data.schema.Schema.multi_valued_as_categorical`), so
+    they are embedding parameters of the same type (full, hashed, ...) and train with the sparse
+    optimiser. Each field's ids are mean- or sum-pooled over its non-padding positions (a bag of
+    embeddings); a sample always has at least one id per field (1 = missing for an empty set).
+
+    Args:
+        schema: the dataset schema (at least one multi-valued feature).
+        embedding: factory ``schema -> FieldEmbedding``.
+        pooling: ``mean`` or ``sum``.
+    """
+
+    def __init__(self, schema: Schema, embedding: EmbeddingFactory, pooling: str = "mean") -> None:
+        super().__init__()
+        if not schema.multi_valued:
+            raise ValueError("MultiValuedEmbedding needs multi-valued features in the schema")
+        if pooling not in ("mean", "sum"):
+            raise ValueError(f"multi-valued pooling must be 'mean' or 'sum', got {pooling!r}")
+        self.embedding = embedding(schema.multi_valued_as_categorical())
+        self.num_fields = schema.num_multi_valued
+        self.dim = self.embedding.dim
+        self.pooling = pooling
+
+    def forward(self, ids: Tensor) -> Tensor:
+        """``ids`` int64 ``[B, M, L]`` (-1 = padding) -> ``[B, M, D]``."""
+        if ids.dim() != 3 or ids.shape[1] != self.num_fields:
+            raise ValueError(
+                f"Batch.multi must be [B, {self.num_fields}, L] (the schema's multi-valued fields), got "
+                f"{tuple(ids.shape)}; the data and the model must use the same schema"
+            )
+        b, m, length = ids.shape
+        mask = (ids >= 0).to(self.embedding_dtype())  # [B, M, L]
+        # One row of M field ids per list position: [B, M, L] -> [B·L, M] -> [B·L, M, D].
+        rows = ids.clamp(min=0).transpose(1, 2).reshape(b * length, m)
+        e = self.embedding(rows).view(b, length, m, self.dim).transpose(1, 2)  # [B, M, L, D]
+        pooled = (e * mask.unsqueeze(-1)).sum(2)  # [B, M, D]
+        if self.pooling == "mean":
+            pooled = pooled / mask.sum(2).clamp(min=1).unsqueeze(-1)
+        return pooled
+
+    def embedding_dtype(self) -> torch.dtype:
+        return next(self.embedding.parameters()).dtype
+
+
 class FeatureEncoder(nn.Module):
     """Builds the model's embedding from the schema and exposes the inputs in the shapes models use.
 
-    - :meth:`embed`: categorical field embeddings ``[B, F, D]``;
+    - :meth:`embed`: categorical field embeddings ``[B, F, D]``, followed by the pooled
+      embeddings of the multi-valued fields when the schema has any (:class:`MultiValuedEmbedding`;
+      then F counts them too);
     - :meth:`numeric`: numeric features ``[B, Dn]``;
     - :meth:`forward` / :meth:`flatten`: flat concat ``[B, F·D + Dn]`` (MLP-style models);
     - :meth:`tokens`: ``[B, F + Dn, D]`` with one :class:`NumericEmbedding` token per numeric
@@ -78,7 +128,7 @@ class FeatureEncoder(nn.Module):
         numeric_tokens: build a :class:`NumericEmbedding` for :meth:`tokens`.
 
     Attributes:
-        num_fields: F. num_numeric: Dn. dim: D. num_tokens: F + Dn.
+        num_fields: F (categorical plus multi-valued fields). num_numeric: Dn. dim: D. num_tokens: F + Dn.
         flat_dim: width of the flat input, F·D + Dn rounded up to a multiple of
             :data:`FLAT_ALIGN` when it is at least :data:`ALIGN_FROM` (zero columns appended).
     """
@@ -90,17 +140,21 @@ class FeatureEncoder(nn.Module):
         numeric_tokens: bool = False,
     ) -> None:
         super().__init__()
-        self.num_fields = schema.num_categorical
+        self.num_categorical = schema.num_categorical
+        self.num_fields = schema.num_categorical + schema.num_multi_valued
         self.num_numeric = schema.num_numeric
         if self.num_fields + self.num_numeric == 0:
             raise ValueError("The schema has no categorical or numeric features: nothing for a model to read")
         self.embedding = embedding(schema)
-        if self.embedding.num_fields != self.num_fields:
+        if self.embedding.num_fields != self.num_categorical:
             raise ValueError(
                 f"The embedding covers {self.embedding.num_fields} fields but the schema has "
-                f"{self.num_fields} categorical features; build the embedding from the same schema"
+                f"{self.num_categorical} categorical features; build the embedding from the same schema"
             )
         self.dim = self.embedding.dim
+        self.multi_valued: MultiValuedEmbedding | None = (
+            MultiValuedEmbedding(schema, embedding) if schema.multi_valued else None
+        )
         self.flat_dim = aligned_width(self.num_fields * self.dim + self.num_numeric)
         self.num_tokens = self.num_fields + self.num_numeric
         self.numeric_embedding: NumericEmbedding | None = None
@@ -109,13 +163,21 @@ class FeatureEncoder(nn.Module):
         self._numeric_tokens = numeric_tokens
 
     def embed(self, batch: Batch) -> Tensor:
-        """Categorical field embeddings ``[B, F, D]``."""
-        if batch.sparse.shape[1] != self.num_fields:
+        """Field embeddings ``[B, F, D]``: categorical fields, then pooled multi-valued fields."""
+        if batch.sparse.shape[1] != self.num_categorical:
             raise ValueError(
-                f"Batch.sparse has {batch.sparse.shape[1]} columns but the schema has {self.num_fields} "
+                f"Batch.sparse has {batch.sparse.shape[1]} columns but the schema has {self.num_categorical} "
                 "categorical features; the data and the model must use the same schema"
             )
-        return self.embedding(batch.sparse)
+        embedded = self.embedding(batch.sparse)  # [B, Fc, D]
+        if self.multi_valued is None:
+            return embedded
+        if batch.multi is None:
+            raise ValueError(
+                "The schema has multi-valued features but the batch has no Batch.multi; the data and the "
+                "model must use the same schema"
+            )
+        return torch.cat([embedded, self.multi_valued(batch.multi)], dim=1)  # [B, Fc + M, D]
 
     def numeric(self, batch: Batch) -> Tensor:
         """Numeric features ``[B, Dn]``."""

@@ -45,7 +45,9 @@ class FirstOrder(nn.Module):
         super().__init__()
         check_choice("first-order weights", weights, get_args(FirstOrderWeights))
         self.weights = weights
-        self.num_fields = schema.num_categorical
+        self.num_fields = (
+            schema.num_categorical + schema.num_multi_valued
+        )  # "tied" reads pooled multi-valued fields too
         self.num_numeric = schema.num_numeric
         self.table: FullEmbedding | None = None
         self.field_vectors: nn.Parameter | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
@@ -58,3 +59,33 @@ class CTRModel(nn.Module, ABC):
     def flops_per_example(self) -> int:
         """Forward matmul FLOPs per example (2·m·n·k per matmul, as ``torch.utils.flop_counter``
         counts them). Element-wise ops and embedding lookups are not counted."""
+
+
+class MultiTaskModel(CTRModel):
+    """A model with one logit per label (multi-task heads: shared-bottom, MMoE, PLE, ESMM).
+
+    :meth:`forward_tasks` returns every label's logits; ``forward`` returns the first label's, so
+    everything that scores one label (evaluation, export, FLOP counting) works unchanged. The task
+    (:class:`~recsys_lab.tasks.ctr.CTRTask`) trains and evaluates every label in :attr:`labels`.
+
+    Args:
+        schema: the dataset schema.
+        labels: the labels to predict (``Batch.labels`` keys), the primary one first.
+    """
+
+    def __init__(self, schema: Schema, labels: Sequence[str]) -> None:
+        super().__init__(schema)
+        self.labels = tuple(str(label) for label in labels)
+        if not self.labels or len(set(self.labels)) != len(self.labels):
+            raise ValueError(
+                f"{type(self).__name__}: model.labels={list(labels)} must be distinct label names, e.g. "
+                "[click, conversion]"
+            )
+
+    @abstractmethod
+    def forward_tasks(self, batch: Batch) -> dict[str, Tensor]:
+        """Label -> logits ``[B]``, for every label of :attr:`labels`."""
+
+    def forward(self, batch: Batch) -> Tensor:
+        """Logits ``[B]`` of the first label."""
+        return self.forward_tasks(batch)[self.labels[0]]

@@ -1,5 +1,10 @@
 """CTRTask: the LightningModule that trains any CTRModel with BCE on click logits.
 
+A :class:`~recsys_lab.models.base.MultiTaskModel` is trained on every label it predicts with
+:class:`~recsys_lab.objectives.multitask.MultiTaskBCE`; each label's validation and test metrics
+are logged as ``<split>/<label>/<metric>``, and the unprefixed ``<split>/<metric>`` are those of
+the primary label (``task.label``).
+
 Optimisation follows the usual recsys split: dense weights get one optimiser (AdamW by default),
 embedding tables another (SparseAdam by default, which touches only the rows a batch looked up).
 Two optimisers need manual optimisation in Lightning; the dense optimiser's steps drive
@@ -22,7 +27,8 @@ from torch.optim.lr_scheduler import LRScheduler
 from recsys_lab.data.batch import Batch
 from recsys_lab.layers.embedding import FieldEmbedding
 from recsys_lab.metrics import CTRMetrics
-from recsys_lab.models.base import CTRModel
+from recsys_lab.models.base import CTRModel, MultiTaskModel
+from recsys_lab.objectives.multitask import MultiTaskBCE
 from recsys_lab.tasks.optim import RowWiseSparseAdam
 
 OptimizerFactory = Callable[..., Optimizer]
@@ -46,7 +52,9 @@ class CTRTask(L.LightningModule):
             optimiser (needs ``embedding.sparse_grad=false``).
         scheduler: optional partial LR scheduler for the dense optimiser.
         scheduler_interval: step the scheduler every ``epoch`` or every ``step``.
-        label: which label of ``Batch.labels`` to fit.
+        label: which label of ``Batch.labels`` to fit; with a multi-task model, the primary label
+            (one of ``model.labels``) whose metrics are the unprefixed ones.
+        label_weights: multi-task models: label -> loss weight (others weigh 1).
         max_grad_norm: clip the dense gradients' global norm (``None`` = no clipping).
         gauc: compute GAUC on validation and test (needs ``Batch.user``).
     """
@@ -61,6 +69,7 @@ class CTRTask(L.LightningModule):
         label: str = "click",
         max_grad_norm: float | None = None,
         gauc: bool = True,
+        label_weights: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         if scheduler_interval not in ("epoch", "step"):
@@ -75,13 +84,39 @@ class CTRTask(L.LightningModule):
         self.max_grad_norm = max_grad_norm
         self.val_metrics = CTRMetrics(gauc=gauc)
         self.test_metrics = CTRMetrics(gauc=gauc)
+        self.objective: MultiTaskBCE | None = None
+        if isinstance(model, MultiTaskModel):
+            if label not in model.labels:
+                raise ValueError(
+                    f"task.label={label!r} is not among the labels the model predicts ({list(model.labels)}); "
+                    "set task.label to one of them (the primary label) or change model.labels"
+                )
+            self.objective = MultiTaskBCE(model.labels, label_weights)
+            # Every other label's metrics (the primary's are val_metrics / test_metrics).
+            others = [x for x in model.labels if x != label]
+            self.val_label_metrics = torch.nn.ModuleDict({x: CTRMetrics(gauc=gauc) for x in others})
+            self.test_label_metrics = torch.nn.ModuleDict({x: CTRMetrics(gauc=gauc) for x in others})
+        elif label_weights:
+            raise ValueError(
+                f"task.label_weights={label_weights} needs a multi-task model (model=mmoe, ple, esmm, "
+                f"shared_bottom); {type(model).__name__} predicts one label"
+            )
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, batch: Batch) -> Tensor:
-        """Click probabilities ``[B]``."""
+        """Probabilities ``[B]`` of the (primary) label."""
+        if self.objective is not None:
+            return torch.sigmoid(self.model.forward_tasks(batch)[self.label])
         return torch.sigmoid(self.model(batch))
 
     def loss(self, batch: Batch) -> Tensor:
+        if self.objective is not None:
+            total, parts = self.objective(self.model.forward_tasks(batch), batch.labels)
+            for name, value in parts.items():
+                self.log(
+                    f"train/{name}/loss", value.detach(), on_step=False, on_epoch=True, batch_size=len(batch)
+                )
+            return total
         logits = self.model(batch)  # [B]
         return F.binary_cross_entropy_with_logits(logits, batch.labels[self.label])
 
@@ -164,14 +199,38 @@ class CTRTask(L.LightningModule):
             self.lr_schedulers().step()
 
     # -- evaluation ----------------------------------------------------------------------------
+    def _label_metrics(self, metrics: CTRMetrics) -> torch.nn.ModuleDict | None:
+        """The other labels' metrics beside the primary label's ``metrics`` (multi-task only)."""
+        if self.objective is None:
+            return None
+        return self.val_label_metrics if metrics is self.val_metrics else self.test_label_metrics
+
     def _eval_step(self, batch: Batch, metrics: CTRMetrics) -> None:
-        probs = self(batch)
-        metrics.update(probs, batch.labels[self.label], batch.user)
+        others = self._label_metrics(metrics)
+        if others is None:
+            metrics.update(self(batch), batch.labels[self.label], batch.user)
+            return
+        probs = {k: torch.sigmoid(v) for k, v in self.model.forward_tasks(batch).items()}
+        for name in self.model.labels:
+            if name not in batch.labels:
+                raise ValueError(
+                    f"The model predicts {name!r} but the evaluation batch has only the labels {sorted(batch.labels)}"
+                )
+        metrics.update(probs[self.label], batch.labels[self.label], batch.user)
+        for name, m in others.items():
+            m.update(probs[name], batch.labels[name], batch.user)
 
     def _eval_epoch_end(self, split: str, metrics: CTRMetrics) -> None:
-        values = metrics.compute()
-        self.log_dict({f"{split}/{k}": float(v) for k, v in values.items()}, prog_bar=split == "val")
+        values = {k: float(v) for k, v in metrics.compute().items()}
         metrics.reset()
+        self.log_dict({f"{split}/{k}": v for k, v in values.items()}, prog_bar=split == "val")
+        others = self._label_metrics(metrics)
+        if others is not None:
+            per_label = {f"{split}/{self.label}/{k}": v for k, v in values.items()}
+            for name, m in others.items():
+                per_label.update({f"{split}/{name}/{k}": float(v) for k, v in m.compute().items()})
+                m.reset()
+            self.log_dict(per_label)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval_step(batch, self.val_metrics)

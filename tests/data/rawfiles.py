@@ -20,6 +20,9 @@ import numpy as np
 
 from recsys_lab.data import samples
 
+TABULAR_SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tabular" / "ads_sample.csv"
+"""The synthetic ads log that ships in the repo (scripts/make_tabular_example.py)."""
+
 GENRES_1M = ("Action|Comedy", "Drama", "Comedy|Romance", "Animation|Children's", "Thriller")
 
 # The generated samples: layout -> file name (200 rows each, seed 0).
@@ -115,7 +118,8 @@ def write_movielens(
 
 def data_overrides(option: str, tmp_path: Path) -> list[str]:
     """Overrides that let ``data=<option>`` run on small files: the generated samples for Criteo
-    and Avazu (and their presets), a generated ml-100k folder for MovieLens; caches in ``tmp_path``.
+    and Avazu (and their presets), a generated ml-100k folder for MovieLens, the repo's sample for
+    tabular; caches in ``tmp_path``.
     Empty for datasets that need no files (synthetic)."""
     cache = f"data.cache_dir={tmp_path / 'data_cache'}"
     if option.startswith("criteo"):
@@ -124,4 +128,9 @@ def data_overrides(option: str, tmp_path: Path) -> list[str]:
         return [f"data.path={sample_file('avazu')}", cache, "data.min_count=1"]
     if option.startswith("movielens"):
         return [f"data.path={write_movielens(tmp_path / 'ml-100k', 'ml-100k')}", cache]
+    if option == "tabular_sample":
+        return [f"data.path={TABULAR_SAMPLE}", cache]
+    if option == "tabular":  # the generic config declares no column: declare some of the sample's
+        columns = ["data.categorical=[user_id,ad_id]", "data.numeric_columns=[price]", "data.user=user_id"]
+        return [f"data.path={TABULAR_SAMPLE}", cache, *columns]
     return []

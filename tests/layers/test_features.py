@@ -112,3 +112,75 @@ def test_padding_columns_stay_zero_through_the_dcnv2_cross_network() -> None:
     x0 = torch.randn(5, 432)
     x0[:, 429:] = 0
     assert (cross(x0)[:, 429:] == 0).all()
+
+
+# -- multi-valued fields -------------------------------------------------------------------------
+
+
+def _multi_schema() -> Schema:
+    return Schema(
+        features=(
+            *_schema().features,
+            Feature("tags", "multi_valued", vocab_size=5),
+            Feature("genres", "multi_valued", vocab_size=3),
+        )
+    )
+
+
+def _multi_batch() -> Batch:
+    b = _batch()
+    # [B=3, M=2, L=3], -1 = padding; row 2's tags are empty (the missing id 1).
+    b.multi = torch.tensor([[[2, 3, 4], [2, -1, -1]], [[4, -1, -1], [0, 2, -1]], [[1, -1, -1], [1, -1, -1]]])
+    return b
+
+
+@pytest.mark.parametrize("pooling", ["mean", "sum"])
+def test_multi_valued_fields_are_pooled_after_the_categorical_fields(pooling) -> None:
+    from recsys_lab.layers.features import MultiValuedEmbedding
+
+    schema = _multi_schema()
+    enc = FeatureEncoder(schema, functools.partial(FullEmbedding, dim=3))
+    assert enc.num_fields == 4 and enc.flat_dim == 4 * 3 + 2
+    b = _multi_batch()
+    out = enc.embed(b)  # [B, 2 + 2, D]
+    assert out.shape == (3, 4, 3)
+    torch.testing.assert_close(out[:, :2], enc.embedding(b.sparse))
+    w = enc.multi_valued.embedding.table.weight  # rows: tags 0..4, genres 5..7
+    torch.testing.assert_close(out[0, 2], w[[2, 3, 4]].mean(0))
+    torch.testing.assert_close(out[1, 3], w[[5 + 0, 5 + 2]].mean(0))
+    torch.testing.assert_close(out[2, 2], w[1])
+    summed = MultiValuedEmbedding(schema, functools.partial(FullEmbedding, dim=3), pooling=pooling)
+    got = summed(b.multi)
+    want = summed.embedding.table.weight[[2, 3, 4]]
+    torch.testing.assert_close(got[0, 0], want.mean(0) if pooling == "mean" else want.sum(0))
+
+
+def test_padding_does_not_change_the_pooled_vector_and_models_read_multi_valued_fields() -> None:
+    from recsys_lab.models.dcnv2 import DCNv2
+    from recsys_lab.models.deepfm import DeepFM
+    from recsys_lab.models.dnn import DNN
+
+    schema = _multi_schema()
+    emb = functools.partial(FullEmbedding, dim=4)
+    enc = FeatureEncoder(schema, emb)
+    b = _multi_batch()
+    wider = Batch(
+        dense=b.dense,
+        sparse=b.sparse,
+        labels=b.labels,
+        multi=torch.cat([b.multi, -torch.ones(3, 2, 4, dtype=torch.long)], 2),
+    )
+    torch.testing.assert_close(enc.embed(wider), enc.embed(b))
+    for model in (
+        DNN(schema, emb),
+        DeepFM(schema, emb, first_order="tied"),
+        DeepFM(schema, emb),
+        DCNv2(schema, emb),
+    ):
+        out = model(b)
+        assert out.shape == (3,)
+        changed = Batch(dense=b.dense, sparse=b.sparse, labels=b.labels, multi=b.multi.flip(1).clamp(max=2))
+        assert not torch.allclose(model(changed), out), type(model).__name__  # the field is read
+    assert sum(p.numel() for p in DNN(schema, emb).embedding_parameters()) == (4 + 6 + 5 + 3) * 4
+    with pytest.raises(ValueError, match=r"no Batch\.multi"):
+        enc.embed(_batch())

@@ -5,7 +5,7 @@
 - :mod:`.vocab`: vocabularies with min counts (0 = OOV, 1 = missing);
 - :mod:`.numeric`: numeric transforms; :mod:`.split`: train/val/test assignment;
 - :mod:`.cache`: the cache folder (hash key, atomic writes, checks);
-- :mod:`.tabular`: the streaming pipeline for tabular click logs (Criteo, Avazu).
+- :mod:`.tabular`: the streaming pipeline for tabular click logs (Criteo, Avazu, ``data=tabular``).
 """
 
 from recsys_lab.data.preprocess.badrows import BadRowReport

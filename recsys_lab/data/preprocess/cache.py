@@ -12,6 +12,8 @@ Layout of ``<cache_dir>/<dataset>/<key>/``::
     <split>/dense.npy    float32 [N, D] numeric features
     <split>/click.npy    float32 [N]    the label
     <split>/user.npy     int64 [N]      GAUC group ids (when the dataset has users)
+    <split>/<label>.npy  float32 [N]    further labels (datasets with several)
+    <split>/multi.npy    int32 [N, M, L] multi-valued ids, -1 = padding (datasets with such fields)
     (datasets with histories add their arrays; see the datamodule)
 
 The key hashes the input files' (resolved path, size, mtime) and the preprocessing config, so
@@ -242,6 +244,9 @@ def check_split_arrays(
 ) -> None:
     """Check a split's memory-mapped arrays against the schema and the manifest's row count."""
     expect = {"sparse": (rows, schema.num_categorical), "dense": (rows, schema.num_numeric), "click": (rows,)}
+    expect.update({label: (rows,) for label in schema.labels})
+    if schema.multi_valued and "multi" in arrays:
+        expect["multi"] = (rows, schema.num_multi_valued, arrays["multi"].shape[-1])
     for name, shape in expect.items():
         if name in arrays and tuple(arrays[name].shape) != shape:
             raise CacheMismatchError(

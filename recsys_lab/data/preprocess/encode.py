@@ -29,7 +29,7 @@ from recsys_lab.data.preprocess import numeric as num
 from recsys_lab.data.preprocess.badrows import BadRowReport
 from recsys_lab.data.preprocess.cache import MANIFEST, SCHEMA
 from recsys_lab.data.preprocess.errors import CacheMismatchError
-from recsys_lab.data.preprocess.readers import LINE_COLUMN, iter_blocks, parse_block, prefetch
+from recsys_lab.data.preprocess.readers import LINE_COLUMN, iter_blocks, line_texts, parse_block, prefetch
 from recsys_lab.data.preprocess.tabular import (
     Source,
     SplitRule,
@@ -243,7 +243,13 @@ def encode_blocks(
     for block in prefetch(blocks):
         df = parse_block(block, layout, report, str(source.path))
         if encoder.spec.derive is not None and df.height:
-            df = derive_block(encoder.spec, df, block, Source(source.path, layout), report)
+            df = derive_block(
+                encoder.spec,
+                df,
+                lambda lines, block=block: line_texts(block, lines - block.first_line, layout.encoding),
+                Source(source.path, layout),
+                report,
+            )
         if split is not None and df.height:
             si, rule, code = split
             positions = df.get_column(LINE_COLUMN).to_numpy() - (1 + skip)

@@ -16,7 +16,7 @@ import gzip
 import queue
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -45,6 +45,7 @@ class TextLayout:
         read: the columns to return, in output order (a subset of ``columns``).
         numeric: columns returned as Float64; anything but a finite number makes a bad row.
         label: a column returned as Float64 that must be 0 or 1 (None: no label check).
+        extra_labels: more columns checked like ``label`` (datasets with several labels).
         header: the file's first line names the columns (it is skipped).
         encoding: text encoding; the fast path needs UTF-8.
     """
@@ -57,18 +58,25 @@ class TextLayout:
     label: str | None = None
     header: bool = False
     encoding: str = "utf-8"
+    extra_labels: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         missing = [c for c in self.read if c not in self.columns]
         if missing:
             raise ValueError(f"TextLayout {self.name!r}: read columns {missing} are not among its columns")
-        if self.label is not None and self.label not in self.read:
-            raise ValueError(f"TextLayout {self.name!r}: the label {self.label!r} must be read")
+        for label in self.labels:
+            if label not in self.read:
+                raise ValueError(f"TextLayout {self.name!r}: the label {label!r} must be read")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The label columns: ``label`` first, then ``extra_labels``."""
+        return ((self.label,) if self.label else ()) + tuple(sorted(self.extra_labels))
 
     @property
     def typed(self) -> frozenset[str]:
-        """Columns parsed as numbers (numeric columns and the label)."""
-        return self.numeric | ({self.label} if self.label else set())
+        """Columns parsed as numbers (numeric columns and the labels)."""
+        return self.numeric | frozenset(self.labels)
 
     def dtype(self, column: str) -> pl.DataType:
         return pl.Float64() if column in self.typed else pl.String()
@@ -244,7 +252,9 @@ def parse_block(block: Block, layout: TextLayout, report: BadRowReport, file: st
         df = df.with_columns(
             pl.int_range(block.first_line, block.first_line + df.height, dtype=pl.Int64).alias(LINE_COLUMN)
         )
-    return _check_values(df, block, layout, report, file)
+    return check_values(
+        df, lambda lines: line_texts(block, lines - block.first_line, layout.encoding), layout, report, file
+    )
 
 
 def _parse_fast(block: Block, layout: TextLayout) -> pl.DataFrame | None:
@@ -320,7 +330,7 @@ def _parse_careful(block: Block, layout: TextLayout, report: BadRowReport, file:
         if wrong.any():
             new = wrong & ~bad_any
             idx = np.flatnonzero(new)
-            reason = "bad_label" if c == layout.label else "non_numeric"
+            reason = "bad_label" if c in layout.labels else "non_numeric"
             examples = [
                 (file, int(kept_lines[i]), f"column {c} is {src[int(i)]!r}, not a number", lines[ok_idx[i]])
                 for i in idx[: report.examples_wanted(reason)]
@@ -332,16 +342,22 @@ def _parse_careful(block: Block, layout: TextLayout, report: BadRowReport, file:
     return df.filter(pl.Series(~bad_any)) if bad_any.any() else df
 
 
-def _check_values(
-    df: pl.DataFrame, block: Block, layout: TextLayout, report: BadRowReport, file: str
+def check_values(
+    df: pl.DataFrame,
+    texts: Callable[[np.ndarray], list[str]],
+    layout: TextLayout,
+    report: BadRowReport,
+    file: str,
 ) -> pl.DataFrame:
-    """Drop rows whose label is not 0/1 or whose numbers are not finite (NaN, inf)."""
+    """Drop rows whose labels are not 0/1 or whose numbers are not finite (NaN, inf).
+
+    ``texts(lines)`` gives the content of the rows at physical lines ``lines`` (for the report)."""
     checks: list[tuple[str, str, np.ndarray]] = []
-    if layout.label is not None:
-        y = df.get_column(layout.label).to_numpy()  # float64, NaN = missing
+    for label in layout.labels:
+        y = df.get_column(label).to_numpy()  # float64, NaN = missing
         wrong = ~((y == 0) | (y == 1))
         if wrong.any():
-            checks.append(("bad_label", layout.label, wrong))
+            checks.append(("bad_label", label, wrong))
     for c in (c for c in layout.read if c in layout.numeric):
         col = df.get_column(c)
         x = col.to_numpy()  # float64; nulls become NaN
@@ -357,12 +373,11 @@ def _check_values(
         idx = np.flatnonzero(wrong & ~bad_any)
         bad_any |= wrong
         want = idx[: report.examples_wanted(reason)]
-        texts = line_texts(block, lines[want] - block.first_line, layout.encoding)
         values = df.get_column(column)
         what = "not 0 or 1" if reason == "bad_label" else "not a finite number"
         examples = [
             (file, int(lines[i]), f"column {column} is {values[int(i)]!r}, {what}", t)
-            for i, t in zip(want, texts)
+            for i, t in zip(want, texts(lines[want]))
         ]
         report.add(reason, len(idx), examples)
     return df.filter(pl.Series(~bad_any))
@@ -379,3 +394,84 @@ def line_texts(block: Block, offsets: np.ndarray, encoding: str = "utf-8") -> li
         end = int(ends[i]) if i < len(ends) else len(block.data)
         out.append(block.data[start:end].decode(encoding, errors="replace").rstrip("\r"))
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Parquet
+# ------------------------------------------------------------------------------------------------
+
+
+def parquet_columns(path: Path) -> list[str]:
+    """The column names of a parquet file."""
+    try:
+        return list(pl.read_parquet_schema(path))
+    except (OSError, pl.exceptions.PolarsError) as e:
+        raise DataError(
+            f"Cannot read {path} as parquet: {e}. Check the file (complete? really parquet?)."
+        ) from e
+
+
+def iter_parquet_frames(
+    path: Path,
+    layout: TextLayout,
+    report: BadRowReport,
+    separators: Mapping[str, str],
+    rows: int = 1 << 18,
+    max_rows: int | None = None,
+) -> Iterator[tuple[pl.DataFrame, Callable[[np.ndarray], list[str]]]]:
+    """A parquet file in slices of ``rows`` rows, parsed like :func:`parse_block` parses text.
+
+    Yields the good rows (the columns ``layout.read`` plus :data:`LINE_COLUMN`, the 1-based row
+    number) with a function giving the content of rows by number, for bad-row reports. Numeric
+    columns and labels are cast to Float64 (a value that does not convert is a ``non_numeric`` or
+    ``bad_label`` row), list columns are joined with ``separators[column]`` (default ``|``) and everything else is cast to
+    String, so the rest of the pipeline sees the same frame as from a delimited text file.
+    """
+    try:
+        total = pl.scan_parquet(path).select(pl.len()).collect().item()
+    except (OSError, pl.exceptions.PolarsError) as e:
+        raise DataError(
+            f"Cannot read {path} as parquet: {e}. Check the file (complete? really parquet?)."
+        ) from e
+    if max_rows is not None:
+        total = min(total, max_rows)
+    for start in range(0, total, rows):
+        n = min(rows, total - start)
+        raw = pl.scan_parquet(path).slice(start, n).select(list(layout.read)).collect()
+        report.add_rows(raw.height)
+        line = pl.int_range(start + 1, start + 1 + raw.height, dtype=pl.Int64, eager=True)
+
+        def texts(lines: np.ndarray, raw: pl.DataFrame = raw, start: int = start) -> list[str]:
+            return [str(raw.row(int(i) - 1 - start, named=True)) for i in lines]
+
+        cols: dict[str, pl.Series] = {}
+        bad_any = np.zeros(raw.height, dtype=bool)
+        for c in layout.read:
+            src = raw.get_column(c)
+            if isinstance(src.dtype, pl.List):
+                src = src.cast(pl.List(pl.String)).list.join(separators.get(c, "|"))
+            if c not in layout.typed:
+                cols[c] = (
+                    src.cast(pl.String).replace("", None) if src.dtype != pl.String else src.replace("", None)
+                )
+                continue
+            text = src.cast(pl.String) if src.dtype == pl.String else None
+            parsed = (text.str.strip_chars(" ") if text is not None else src).cast(pl.Float64, strict=False)
+            wrong = (src.is_not_null() & parsed.is_null()).to_numpy() & ~bad_any
+            if wrong.any():
+                reason = "bad_label" if c in layout.labels else "non_numeric"
+                idx = np.flatnonzero(wrong)
+                report.add(
+                    reason,
+                    len(idx),
+                    [
+                        (str(path), start + 1 + int(i), f"column {c} is {src[int(i)]!r}, not a number", t)
+                        for i, t in zip(idx, texts(start + 1 + idx[: report.examples_wanted(reason)]))
+                    ],
+                )
+                bad_any |= wrong
+            cols[c] = parsed
+        df = pl.DataFrame({**cols, LINE_COLUMN: line})
+        if bad_any.any():
+            df = df.filter(pl.Series(~bad_any))
+        yield check_values(df, texts, layout, report, str(path)), texts

@@ -1,4 +1,4 @@
-"""Streaming preprocessing of tabular CTR logs (Criteo, Avazu) into the cache, in bounded memory.
+"""Streaming preprocessing of tabular CTR logs (Criteo, Avazu, your own files) into the cache, in bounded memory.
 
 Two passes, the raw text read once:
 
@@ -38,12 +38,13 @@ from recsys_lab.data.preprocess.readers import (
     Block,
     TextLayout,
     iter_blocks,
+    iter_parquet_frames,
     line_texts,
     parse_block,
     prefetch,
 )
 from recsys_lab.data.preprocess.split import SPLITS, TRAIN, position_codes, random_codes, row_hash, row_key
-from recsys_lab.data.preprocess.vocab import FittedVocab, IntCounter, KeyCounter, StringCounter
+from recsys_lab.data.preprocess.vocab import MISSING_ID, FittedVocab, IntCounter, KeyCounter, StringCounter
 from recsys_lab.data.schema import Feature, FeatureKind, FeatureRole, Schema
 
 log = logging.getLogger(__name__)
@@ -60,10 +61,12 @@ _FINALIZE_CHUNK = 1 << 19
 
 @dataclass(frozen=True)
 class Source:
-    """One input file and how to read it."""
+    """One input file and how to read it: delimited text (``format="text"``) or parquet, whose
+    columns are read as ``layout`` names them (list columns joined by their separators)."""
 
     path: Path
     layout: TextLayout
+    format: Literal["text", "parquet"] = "text"
 
 
 @dataclass(frozen=True)
@@ -93,12 +96,49 @@ class SplitRule:
 @dataclass(frozen=True)
 class Derived:
     """What a dataset's ``derive`` hook returns: the frame with new columns, and rows to drop as
-    ``bad_value`` (bool ``[N]``) with a description of what is wrong with them."""
+    ``bad_value`` (bool ``[N]``) with a description of what is wrong with them; ``more`` holds
+    further ``(invalid, column, problem)`` checks of the same frame."""
 
     frame: pl.DataFrame
     invalid: np.ndarray | None = None
     column: str = ""
     problem: str = ""
+    more: tuple[tuple[np.ndarray, str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ListColumn:
+    """A column holding a list of values per row, joined by ``separator`` (``"a|b|c"``).
+
+    Attributes:
+        name: the column (and feature) name.
+        separator: what joins the values; empty values are dropped.
+        max_len: multi-valued features keep their first ``max_len`` values.
+        vocab: use this categorical column's vocabulary (ids shared, nothing counted) instead of
+            counting the list's own values (history columns of an item or category field).
+    """
+
+    name: str
+    separator: str = "|"
+    max_len: int = 16
+    vocab: str | None = None
+
+
+@dataclass(frozen=True)
+class HistorySpec:
+    """Behaviour histories given per row as list columns (``Batch.history``).
+
+    Attributes:
+        columns: the event columns (``Jagged.values`` columns, schema order); every one lists the
+            same number of events per row.
+        timestamps: a list column of event times (numbers), or None (times = positions 0, 1, ...).
+        order: ``oldest_first`` or ``newest_first``: how the lists are ordered in the file (the
+            cache stores them oldest first, as ``Jagged`` wants).
+    """
+
+    columns: tuple[ListColumn, ...]
+    timestamps: ListColumn | None = None
+    order: Literal["oldest_first", "newest_first"] = "oldest_first"
 
 
 @dataclass(frozen=True)
@@ -107,11 +147,15 @@ class TabularSpec:
 
     Attributes:
         dataset: name (messages, cache folder).
-        label: the 0/1 click column.
+        label: the 0/1 click column (the ``click`` label).
+        extra_labels: more 0/1 label columns, label name -> column.
         categorical: string columns used as categorical features.
         numeric: numeric columns, transformed by ``TabularOptions.numeric``.
         derived: integer columns made by ``derive``, used as categorical features.
-        feature_order: schema order of every feature (categorical, numeric and derived).
+        multi_valued: list columns used as multi-valued features (``Batch.multi``).
+        history: list columns read into ``Batch.history``.
+        feature_order: schema order of every feature (categorical, numeric, derived and
+            multi-valued; history columns follow, in ``history.columns`` order).
         roles: feature roles (e.g. the user feature).
         user: the categorical column whose values group rows for GAUC (``Batch.user``), or None.
         derive: hook ``frame -> Derived`` run on each parsed block (e.g. Avazu's hour -> weekday).
@@ -126,15 +170,35 @@ class TabularSpec:
     roles: Mapping[str, FeatureRole] = field(default_factory=dict)
     user: str | None = None
     derive: Callable[[pl.DataFrame], Derived] | None = None
+    extra_labels: Mapping[str, str] = field(default_factory=dict)
+    multi_valued: tuple[ListColumn, ...] = ()
+    history: HistorySpec | None = None
+
+    @property
+    def list_columns(self) -> tuple[ListColumn, ...]:
+        """Every list column: multi-valued, history events, history timestamps."""
+        h = self.history
+        return self.multi_valued + (h.columns if h else ()) + ((h.timestamps,) if h and h.timestamps else ())
 
     def __post_init__(self) -> None:
-        known = set(self.categorical) | set(self.numeric) | set(self.derived)
+        known = (
+            set(self.categorical)
+            | set(self.numeric)
+            | set(self.derived)
+            | {c.name for c in self.multi_valued}
+        )
         if set(self.feature_order) != known or len(self.feature_order) != len(known):
             raise ValueError(
                 f"{self.dataset}: feature_order {self.feature_order} must list each feature once"
             )
         if self.user is not None and self.user not in self.categorical:
             raise ValueError(f"{self.dataset}: the user column {self.user!r} must be a categorical column")
+        for c in self.list_columns:
+            if c.vocab is not None and c.vocab not in self.categorical:
+                raise ValueError(
+                    f"{self.dataset}: list column {c.name!r} shares the vocabulary of {c.vocab!r}, "
+                    f"which is not a categorical column ({list(self.categorical)})"
+                )
 
 
 @dataclass(frozen=True)
@@ -171,10 +235,17 @@ class TabularOptions:
 def feature_kinds(spec: TabularSpec, numeric: str) -> list[tuple[str, str]]:
     """``(name, kind)`` of every feature in schema order under the numeric transform ``numeric``."""
     numeric_kind = FeatureKind.CATEGORICAL if num.is_categorical(numeric) else FeatureKind.NUMERIC
-    return [
-        (n, (numeric_kind if n in spec.numeric else FeatureKind.CATEGORICAL).value)
-        for n in spec.feature_order
-    ]
+    multi = {c.name for c in spec.multi_valued}
+
+    def kind(n: str) -> FeatureKind:
+        if n in multi:
+            return FeatureKind.MULTI_VALUED
+        return numeric_kind if n in spec.numeric else FeatureKind.CATEGORICAL
+
+    out = [(n, kind(n).value) for n in spec.feature_order]
+    if spec.history is not None:
+        out += [(c.name, FeatureKind.SEQUENCE.value) for c in spec.history.columns]
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -182,36 +253,45 @@ def feature_kinds(spec: TabularSpec, numeric: str) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------------------------
 
 
-def hashed_expr(column: str, buckets: int) -> pl.Expr:
-    """``hash(value) mod buckets`` of a string column as Int64 (null kept): ``hash_buckets``."""
-    expr = pl.col(column)
+def hashed_expr(column: str | pl.Expr, buckets: int) -> pl.Expr:
+    """``hash(value) mod buckets`` of a string column (or expression) as Int64 (null kept):
+    ``hash_buckets``."""
+    expr = pl.col(column) if isinstance(column, str) else column
     return pl.when(expr.is_null()).then(None).otherwise((expr.hash(seed=_HASH_SEED) % buckets).cast(pl.Int64))
 
 
 def derive_block(
-    spec: TabularSpec, df: pl.DataFrame, block: Block, src: Source, report: BadRowReport
+    spec: TabularSpec,
+    df: pl.DataFrame,
+    texts: Callable[[np.ndarray], list[str]],
+    src: Source,
+    report: BadRowReport,
 ) -> pl.DataFrame:
-    """Run ``spec.derive`` on a parsed block; rows it flags are dropped and reported as ``bad_value``."""
+    """Run ``spec.derive`` on a parsed block; rows any of its checks flags are dropped and reported
+    as ``bad_value`` (``texts(lines)``: the raw text of physical lines, for the report's examples)."""
     assert spec.derive is not None
     out = spec.derive(df)
-    if out.invalid is None or not out.invalid.any():
-        return out.frame
-    idx = np.flatnonzero(out.invalid)
-    lines = df.get_column(LINE_COLUMN).to_numpy()[idx]
-    want = report.examples_wanted("bad_value")
-    texts = line_texts(block, lines[:want] - block.first_line, src.layout.encoding)
-    values = df.get_column(out.column) if out.column in df.columns else None
-    examples = [
-        (
-            str(src.path),
-            int(line),
-            f"{out.column} is {values[int(i)] if values is not None else '?'!r}, {out.problem}",
-            t,
-        )
-        for i, line, t in zip(idx, lines, texts)
-    ]
-    report.add("bad_value", len(idx), examples)
-    return out.frame.filter(pl.Series(~out.invalid))
+    checks = ((out.invalid, out.column, out.problem), *out.more) if out.invalid is not None else out.more
+    bad_any = np.zeros(df.height, dtype=bool)
+    for invalid, column, problem in checks:
+        idx = np.flatnonzero(invalid & ~bad_any)
+        bad_any |= invalid
+        if len(idx) == 0:
+            continue
+        lines = df.get_column(LINE_COLUMN).to_numpy()[idx]
+        want = report.examples_wanted("bad_value")
+        values = df.get_column(column) if column in df.columns else None
+        examples = [
+            (
+                str(src.path),
+                int(line),
+                f"{column} is {values[int(i)] if values is not None else '?'!r}, {problem}",
+                t,
+            )
+            for i, line, t in zip(idx, lines, texts(lines[:want]))
+        ]
+        report.add("bad_value", len(idx), examples)
+    return out.frame.filter(pl.Series(~bad_any)) if bad_any.any() else out.frame
 
 
 def assign_splits(si: int, rule: SplitRule, positions: np.ndarray, df: pl.DataFrame) -> np.ndarray:
@@ -243,16 +323,23 @@ class _Stage:
     """Per-split, per-column append-only files: the staged data of pass 1.
 
     Columns are 1-D arrays (int32 keys, float32 values, int8 label), one file each, so pass 1
-    appends and pass 2 reads contiguous memory.
+    appends and pass 2 reads contiguous memory. A ragged (list) column ``r`` is two files: the row
+    column ``len:r`` (values per row) and the flat values ``flat:r`` of all rows, in row order.
     """
 
-    def __init__(self, folder: Path, columns: Mapping[str, type]) -> None:
+    def __init__(
+        self, folder: Path, columns: Mapping[str, type], ragged: Mapping[str, type] | None = None
+    ) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
+        self.ragged = dict(ragged or {})
         self.dtypes = {name: np.dtype(dt) for name, dt in columns.items()}
+        self.dtypes.update({f"len:{r}": np.dtype(np.int32) for r in self.ragged})
+        self.flat_dtypes = {f"flat:{r}": np.dtype(dt) for r, dt in self.ragged.items()}
         self.rows = dict.fromkeys(SPLITS, 0)
+        self.flat_rows = {(s, f): 0 for s in SPLITS for f in self.flat_dtypes}
         self._files: dict[tuple[str, str], BinaryIO] = {
-            (s, c): open(self._path(s, c), "wb") for s in SPLITS for c in self.dtypes
+            (s, c): open(self._path(s, c), "wb") for s in SPLITS for c in (*self.dtypes, *self.flat_dtypes)
         }
 
     def _path(self, split: str, column: str) -> Path:
@@ -260,13 +347,25 @@ class _Stage:
 
     def append(self, sizes: np.ndarray, arrays: Mapping[str, np.ndarray]) -> None:
         """Append rows ``[N]`` of every column, sorted by split: the first ``sizes[0]`` rows are
-        training rows, the next ``sizes[1]`` validation, the last ``sizes[2]`` test."""
+        training rows, the next ``sizes[1]`` validation, the last ``sizes[2]`` test. Ragged columns
+        come as ``len:r`` ``[N]`` and ``flat:r`` ``[sum of len:r]``."""
         bounds = np.concatenate([[0], np.cumsum(sizes)])
+        flat_bounds = {
+            f"flat:{r}": np.concatenate([[0], np.cumsum(arrays[f"len:{r}"], dtype=np.int64)])
+            for r in self.ragged
+        }
         for code, split in enumerate(SPLITS):
             lo, hi = int(bounds[code]), int(bounds[code + 1])
             if hi == lo:
                 continue
             for name, arr in arrays.items():
+                if name in self.flat_dtypes:
+                    flo, fhi = int(flat_bounds[name][lo]), int(flat_bounds[name][hi])
+                    self._files[split, name].write(
+                        np.ascontiguousarray(arr[flo:fhi], dtype=self.flat_dtypes[name]).data
+                    )
+                    self.flat_rows[split, name] += fhi - flo
+                    continue
                 self._files[split, name].write(np.ascontiguousarray(arr[lo:hi], dtype=self.dtypes[name]).data)
             self.rows[split] += hi - lo
 
@@ -275,14 +374,21 @@ class _Stage:
             f.close()
 
     def chunks(self, split: str, rows: int) -> Iterator[dict[str, np.ndarray]]:
-        """Read a split back in chunks of ``rows`` rows: column name -> ``[m]``."""
-        files = {c: open(self._path(split, c), "rb") for c in self.dtypes}
+        """Read a split back in chunks of ``rows`` rows: column name -> ``[m]`` (and each ragged
+        column's ``flat:r``, the flat values of those rows)."""
+        files = {c: open(self._path(split, c), "rb") for c in (*self.dtypes, *self.flat_dtypes)}
         try:
             left = self.rows[split]
             while left > 0:
                 m = min(rows, left)
                 left -= m
-                yield {c: np.fromfile(f, dtype=self.dtypes[c], count=m) for c, f in files.items()}
+                chunk = {c: np.fromfile(files[c], dtype=dt, count=m) for c, dt in self.dtypes.items()}
+                for r in self.ragged:
+                    count = int(chunk[f"len:{r}"].sum())
+                    chunk[f"flat:{r}"] = np.fromfile(
+                        files[f"flat:{r}"], dtype=self.flat_dtypes[f"flat:{r}"], count=count
+                    )
+                yield chunk
         finally:
             for f in files.values():
                 f.close()
@@ -383,8 +489,57 @@ class TabularPreprocessor:
             )
             for c in self.key_columns
         }
+        # List columns with a vocabulary of their own are counted like categorical columns.
+        self.own_vocab_lists = [
+            c.name for c in spec.list_columns if c.vocab is None and not self._is_timestamps(c.name)
+        ]
+        for name in self.own_vocab_lists:
+            self.counters[name] = StringCounter(name)
         self.moments = num.Moments(len(self.value_columns))
         self.sample = num.BottomKSample(options.quantile_sample, len(self.value_columns))
+
+    def _is_timestamps(self, name: str) -> bool:
+        h = self.spec.history
+        return h is not None and h.timestamps is not None and h.timestamps.name == name
+
+    def _list_exprs(self) -> list[pl.Expr]:
+        """List columns -> List[Int32] keys (List[Float64] times); empty values dropped."""
+        exprs = []
+        for c in self.spec.list_columns:
+            element = pl.element().str.strip_chars()
+            element = element.filter(element != "")
+            if self._is_timestamps(c.name):
+                keys = element.cast(pl.Float64, strict=False).fill_null(0.0)
+            else:
+                vocab = c.vocab or c.name  # a shared vocabulary of a hashed field hashes the values too
+                keys = self.counters[vocab].key_expr(self._hashed(vocab, element))
+            exprs.append(pl.col(c.name).str.split(c.separator).list.eval(keys).alias(c.name))
+        return exprs
+
+    def _frames(
+        self, src: Source, skip: int
+    ) -> Iterator[tuple[pl.DataFrame, Callable[[np.ndarray], list[str]]]]:
+        """The parsed good rows of ``src`` in slices, with a function giving the text of rows by
+        physical line (for bad-row reports)."""
+        if src.format == "parquet":
+            separators = {c.name: c.separator for c in self.spec.list_columns}
+            yield from iter_parquet_frames(
+                src.path, src.layout, self.report, separators, max_rows=self.max_rows_per_file
+            )
+            return
+        blocks = iter_blocks(
+            src.path,
+            skip,
+            self.options.block_bytes,
+            self.max_rows_per_file,
+            count_separator=src.layout.separator,
+        )
+        for block in prefetch(blocks):
+
+            def texts(lines: np.ndarray, block: Block = block) -> list[str]:
+                return line_texts(block, lines - block.first_line, src.layout.encoding)
+
+            yield parse_block(block, src.layout, self.report, str(src.path)), texts
 
     # -- pass 1 --------------------------------------------------------------------------------
     def _stream(self, stage: _Stage) -> None:
@@ -393,23 +548,16 @@ class TabularPreprocessor:
         the parsing of the next block."""
         string_keys = [c for c in self.key_columns if c not in self.spec.numeric]
         key_exprs = [self.counters[c].key_expr(self._hashed(c)).alias(c) for c in string_keys]
+        key_exprs += self._list_exprs()
         started = time.perf_counter()
         last_log = started
         with _OrderedWorker(lambda item: self._consume(stage, *item)) as worker:
             for si, (src, rule) in enumerate(zip(self.sources, self.rules)):
                 read_before, bad_before = self.report.rows_read, self.report.bad_rows
-                skip = 1 if src.layout.header else 0
-                blocks = iter_blocks(
-                    src.path,
-                    skip,
-                    self.options.block_bytes,
-                    self.max_rows_per_file,
-                    count_separator=src.layout.separator,
-                )
-                for block in prefetch(blocks):
-                    df = parse_block(block, src.layout, self.report, str(src.path))
+                skip = 1 if src.layout.header and src.format == "text" else 0
+                for df, texts in self._frames(src, skip):
                     if self.spec.derive is not None and df.height:
-                        df = self._derive(df, block, src)
+                        df = self._derive(df, texts, src)
                     if df.height == 0:
                         continue
                     worker.submit((si, rule, skip, df, df.select(key_exprs)))
@@ -436,7 +584,7 @@ class TabularPreprocessor:
         lines = df.get_column(LINE_COLUMN).to_numpy()
         codes = self._assign(si, rule, lines - (1 + skip), df)
         columns: dict[str, np.ndarray] = {
-            f"key:{c}": keys_df.get_column(c).to_numpy() for c in keys_df.columns
+            f"key:{c}": keys_df.get_column(c).to_numpy() for c in self.key_columns if c in keys_df.columns
         }
         for c in self.spec.numeric:
             x = df.get_column(c).to_numpy()  # float64, NaN = missing
@@ -445,13 +593,23 @@ class TabularPreprocessor:
             else:
                 columns[f"value:{c}"] = num.staged_values(self.options.numeric, x)
         columns["label"] = df.get_column(self.spec.label).to_numpy()
+        for name, column in self.spec.extra_labels.items():
+            columns[f"label:{name}"] = df.get_column(column).to_numpy()
         # Rows sorted by split (stable): training rows first, so counting and staging take slices.
         sizes = np.bincount(codes, minlength=len(SPLITS))
+        lists = {c.name: keys_df.get_column(c.name) for c in self.spec.list_columns}
         if sizes.max() < len(codes):
             order = np.argsort(codes, kind="stable")
             columns = {name: arr[order] for name, arr in columns.items()}
+            lists = {name: lst.gather(order) for name, lst in lists.items()}
             lines = lines[order]
         n_train = int(sizes[TRAIN])
+        for name, lst in lists.items():
+            lengths = lst.list.len().fill_null(0).to_numpy().astype(np.int32)
+            columns[f"len:{name}"] = lengths
+            columns[f"flat:{name}"] = lst.explode().drop_nulls().to_numpy()
+            if name in self.own_vocab_lists:
+                self.counters[name].update(columns[f"flat:{name}"], int(lengths[:n_train].sum()))
         for c in self.key_columns:
             self.counters[c].update(columns[f"key:{c}"], n_train)
         if self.value_columns and n_train:
@@ -462,21 +620,31 @@ class TabularPreprocessor:
                 self.sample.update(row_hash(row_key(si, lines[:n_train]), _QUANTILE_SEED), values)
         stage.append(sizes, columns)
 
-    def _hashed(self, column: str) -> pl.Expr:
-        """The column, or for a hashed field its bucket (see :func:`hashed_expr`)."""
+    def _hashed(self, column: str, expr: pl.Expr | None = None) -> pl.Expr:
+        """The column (or ``expr``, values of that field), or for a hashed field its bucket
+        ``hash(value) mod hash_buckets`` (null kept)."""
+        expr = pl.col(column) if expr is None else expr
         if column not in self.hashed:
-            return pl.col(column)
+            return expr
         assert self.options.hash_buckets is not None
-        return hashed_expr(column, self.options.hash_buckets)
+        return hashed_expr(expr, self.options.hash_buckets)
+
+    def _stage_ragged(self) -> dict[str, type]:
+        return {
+            c.name: (np.float64 if self._is_timestamps(c.name) else np.int32) for c in self.spec.list_columns
+        }
 
     def _stage_columns(self) -> dict[str, type]:
         cols: dict[str, type] = {f"key:{c}": np.int32 for c in self.key_columns}
         cols.update({f"value:{c}": np.float32 for c in self.value_columns})
         cols["label"] = np.int8
+        cols.update({f"label:{name}": np.int8 for name in self.spec.extra_labels})
         return cols
 
-    def _derive(self, df: pl.DataFrame, block: Block, src: Source) -> pl.DataFrame:
-        return derive_block(self.spec, df, block, src, self.report)
+    def _derive(
+        self, df: pl.DataFrame, texts: Callable[[np.ndarray], list[str]], src: Source
+    ) -> pl.DataFrame:
+        return derive_block(self.spec, df, texts, src, self.report)
 
     @staticmethod
     def _assign(si: int, rule: SplitRule, positions: np.ndarray, df: pl.DataFrame) -> np.ndarray:
@@ -487,7 +655,7 @@ class TabularPreprocessor:
         """Build the cache's arrays, schema, vocabularies and transforms in ``out``; return a
         summary for the manifest (rows per split, timings). Raises on too many bad rows."""
         started = time.perf_counter()
-        stage = _Stage(out / "_staging", self._stage_columns())
+        stage = _Stage(out / "_staging", self._stage_columns(), self._stage_ragged())
         try:
             self._stream(stage)
         finally:
@@ -527,8 +695,11 @@ class TabularPreprocessor:
     def _finalize(self, stage: _Stage, out: Path) -> tuple[Schema, dict]:
         o = self.options
         vocabs: dict[str, FittedVocab] = {
-            c: self.counters[c].fit(o.min_count_for(c)) for c in self.key_columns
+            c: self.counters[c].fit(o.min_count_for(c)) for c in (*self.key_columns, *self.own_vocab_lists)
         }
+        for c in self.spec.list_columns:
+            if c.vocab is not None:
+                vocabs[c.name] = vocabs[c.vocab]  # shared ids (e.g. a history of the item column)
         user_ids = self.counters[self.spec.user].group_ids() if self.spec.user else None
         transforms: dict = {"numeric": o.numeric}
         boundaries: dict[str, np.ndarray] = {}
@@ -545,16 +716,30 @@ class TabularPreprocessor:
 
         features = []
         for name, kind in feature_kinds(self.spec, o.numeric):
+            role = self.spec.roles.get(name, FeatureRole.NONE)
             if kind == FeatureKind.NUMERIC.value:
-                features.append(
-                    Feature(name, FeatureKind.NUMERIC, 0, self.spec.roles.get(name, FeatureRole.NONE))
-                )
+                features.append(Feature(name, FeatureKind.NUMERIC, 0, role))
                 continue
             size = vocabs[name].size if name in vocabs else 3 + len(boundaries[name])
-            features.append(
-                Feature(name, FeatureKind.CATEGORICAL, size, self.spec.roles.get(name, FeatureRole.NONE))
-            )
-        schema = Schema(tuple(features))
+            features.append(Feature(name, FeatureKind(kind), size, role))
+        history = self.spec.history
+        schema = Schema(
+            tuple(features),
+            labels=("click", *self.spec.extra_labels),
+            action_names=("event",) if history else (),
+        )
+        multi = self.spec.multi_valued
+        multi_width = max((c.max_len for c in multi), default=0)
+        events: dict[str, NpyWriter] = {}
+        event_offset = 0
+        if history is not None:
+            total = sum(stage.flat_rows[split, f"flat:{history.columns[0].name}"] for split in SPLITS)
+            (out / "events").mkdir()  # recsys_lab.data.cached.EVENTS
+            events = {
+                "values": NpyWriter(out / "events" / "values.npy", np.int32, (total, len(history.columns))),
+                "actions": NpyWriter(out / "events" / "actions.npy", np.int8, (total,)),
+                "timestamps": NpyWriter(out / "events" / "timestamps.npy", np.int64, (total,)),
+            }
         cat_names = [f.name for f in schema.categorical]
         dense_names = [f.name for f in schema.numeric]
         value_index = {c: j for j, c in enumerate(self.value_columns)}
@@ -569,6 +754,15 @@ class TabularPreprocessor:
             }
             if user_ids is not None:
                 writers["user"] = NpyWriter(out / split / "user.npy", np.int64, (n,))
+            for name in self.spec.extra_labels:
+                writers[name] = NpyWriter(out / split / f"{name}.npy", np.float32, (n,))
+            if multi:
+                writers["multi"] = NpyWriter(
+                    out / split / "multi.npy", np.int32, (n, len(multi), multi_width)
+                )
+            if history is not None:
+                writers["hist_start"] = NpyWriter(out / split / "hist_start.npy", np.int64, (n,))
+                writers["hist_end"] = NpyWriter(out / split / "hist_end.npy", np.int64, (n,))
             for chunk in stage.chunks(split, _FINALIZE_CHUNK):
                 m = len(chunk["label"])
                 by_column = np.empty((len(cat_names), m), dtype=np.int32)  # [F, m]: contiguous writes
@@ -589,11 +783,24 @@ class TabularPreprocessor:
                 writers["click"].append(chunk["label"].astype(np.float32))
                 if user_ids is not None:
                     writers["user"].append(user_ids.encode(chunk[f"key:{self.spec.user}"]).astype(np.int64))
+                for name in self.spec.extra_labels:
+                    writers[name].append(chunk[f"label:{name}"].astype(np.float32))
+                if multi:
+                    block = np.full((m, len(multi), multi_width), -1, dtype=np.int32)  # [m, M, L]
+                    for j, c in enumerate(multi):
+                        lengths = chunk[f"len:{c.name}"]
+                        ids = vocabs[c.name].encode(chunk[f"flat:{c.name}"])
+                        block[:, j, :] = pad_lists(lengths, ids, c.max_len, multi_width)
+                    writers["multi"].append(block)
+                if history is not None:
+                    event_offset = self._write_events(chunk, vocabs, writers, events, event_offset)
             for w in writers.values():
                 w.close()
+        for w in events.values():
+            w.close()
 
         schema.save(out / "schema.json")
-        frames = [vocabs[c].frame() for c in self.key_columns]
+        frames = [vocabs[c].frame() for c in (*self.key_columns, *self.own_vocab_lists)]
         pl.concat(frames).write_parquet(out / "vocab.parquet")
         write_json(out / "transforms.json", transforms)
         write_json(out / "bad_rows.json", self.report.to_dict())
@@ -602,3 +809,49 @@ class TabularPreprocessor:
             "num_user_groups": 0 if user_ids is None else len(user_ids.values),
         }
         return schema, summary
+
+    def _write_events(
+        self,
+        chunk: dict[str, np.ndarray],
+        vocabs: Mapping[str, FittedVocab],
+        writers: Mapping[str, NpyWriter],
+        events: Mapping[str, NpyWriter],
+        offset: int,
+    ) -> int:
+        """Append a chunk's history events (oldest first) and its rows' ``hist_start``/``hist_end``
+        (rows of the global events arrays); return the new number of events written."""
+        history = self.spec.history
+        assert history is not None
+        lengths = chunk[f"len:{history.columns[0].name}"].astype(np.int64)  # [m]
+        starts = offset + np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        within = np.arange(int(lengths.sum())) - np.repeat(starts - offset, lengths)  # position in its row
+        order = np.arange(len(within))
+        if history.order == "newest_first":  # reverse each row's events: oldest first in the cache
+            order = np.repeat(starts - offset, lengths) + np.repeat(lengths, lengths) - 1 - within
+        values = np.stack(
+            [vocabs[c.name].encode(chunk[f"flat:{c.name}"])[order] for c in history.columns], axis=1
+        )  # [n_events, E]
+        if history.timestamps is not None:
+            times = chunk[f"flat:{history.timestamps.name}"][order].astype(np.int64)
+        else:
+            times = within.astype(np.int64)  # positions: oldest event 0
+        events["values"].append(values)
+        events["actions"].append(np.ones(len(values), dtype=np.int8))  # one action type, "event"
+        events["timestamps"].append(times)
+        writers["hist_start"].append(starts)
+        writers["hist_end"].append(starts + lengths)
+        return offset + int(lengths.sum())
+
+
+def pad_lists(lengths: np.ndarray, ids: np.ndarray, max_len: int, width: int) -> np.ndarray:
+    """Rows of ids from flat lists: ``lengths`` ``[m]`` and the flat ``ids`` -> int32 ``[m, width]``
+    holding each row's first ``max_len`` ids, padded with -1; an empty list becomes ``[MISSING_ID]``."""
+    m = len(lengths)
+    out = np.full((m, width), -1, dtype=np.int32)
+    starts = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)[:-1]])
+    row = np.repeat(np.arange(m), lengths)
+    pos = np.arange(len(ids)) - np.repeat(starts, lengths)
+    keep = pos < max_len
+    out[row[keep], pos[keep]] = ids[keep]
+    out[lengths == 0, 0] = MISSING_ID
+    return out

@@ -282,9 +282,19 @@ class WorldDataModule(DataModule):
 
     def oracle_metrics(self, split: str) -> dict[str, float]:
         """AUC and LogLoss of the true probabilities on ``split``: ``oracle_auc``/``oracle_logloss``
-        for :attr:`label`, ``oracle_{auc,logloss}_<label>`` for every label, and for retention
-        ``observable_{auc,logloss}_retention`` (the best possible without onboarding content)."""
-        return self._oracle(*self.split_range(split))
+        for :attr:`label`, ``oracle_{auc,logloss}_<label>`` and ``<label>/oracle_{auc,logloss}``
+        for every label, and for retention ``observable_{auc,logloss}_retention`` (the best
+        possible without onboarding content)."""
+        return self.with_label_keys(self._oracle(*self.split_range(split)))
+
+    def with_label_keys(self, oracle: dict[str, float]) -> dict[str, float]:
+        """``oracle`` plus ``<label>/oracle_{auc,logloss}`` for every label: the per-label key
+        layout of multi-task runs (``<split>/<label>/<metric>``)."""
+        out = dict(oracle)
+        for label in self._schema.labels:
+            out[f"{label}/oracle_auc"] = oracle[f"oracle_auc_{label}"]
+            out[f"{label}/oracle_logloss"] = oracle[f"oracle_logloss_{label}"]
+        return out
 
     def oracle_by_day(self) -> list[dict[str, Any]]:
         """One row per sample day: ``day``, ``split``, ``rows``, each label's rate and the oracle

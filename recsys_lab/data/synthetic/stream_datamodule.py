@@ -117,7 +117,7 @@ class SyntheticStreamDataModule(WorldDataModule):
 
     def day_oracle_metrics(self, day: int) -> dict[str, float]:
         """:meth:`oracle_metrics` of one day."""
-        return self._oracle(*self.samples.day_range(day))
+        return self.with_label_keys(self._oracle(*self.samples.day_range(day)))
 
     def train_dataloader(self) -> DataLoader:
         """One ordered pass over the training days."""
