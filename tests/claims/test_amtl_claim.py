@@ -1,8 +1,8 @@
 """AMTL's defining effect: a width per feature value, learned from frequency and field, stores
-fewer embedding values at equal AUC when some fields need fewer dimensions than others. The planted
-task has one field whose effect is a scalar per value (rank 1) and two fields that interact through
-a rank-4 dot product; on a task where every field's effect is a scalar per value, AMTL (started without the
-full-width bias, with a width penalty) keeps narrow rows at the full table's AUC."""
+fewer embedding values at equal AUC when the fields need fewer dimensions than the table has. On a
+task where every field's effect is a scalar per value (rank 1), AMTL (started without the
+full-width bias, with a width penalty) keeps narrow rows at the full table's AUC. ``planted`` also
+makes a rank-4 interaction task, used while developing (see the figures in the test)."""
 
 from __future__ import annotations
 
