@@ -40,12 +40,12 @@ def fit(
 
 
 @torch.no_grad()
-def test_auc(forward: Callable[[Tensor], Tensor], labels: Tensor, rows: Tensor) -> float:
+def held_out_auc(forward: Callable[[Tensor], Tensor], labels: Tensor, rows: Tensor) -> float:
     """AUC of ``sigmoid(forward(rows))`` against ``labels[rows]``."""
     return auc(torch.sigmoid(forward(rows)), labels[rows])
 
 
-test_auc.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+held_out_auc.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
 def split(n: int, test_fraction: float = 0.3, seed: int = 0) -> tuple[Tensor, Tensor]:

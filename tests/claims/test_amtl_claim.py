@@ -14,7 +14,7 @@ from recsys_lab.data.schema import Feature, Schema
 from recsys_lab.layers.amtl import AMTLEmbedding
 from recsys_lab.layers.embedding import FieldEmbedding, FullEmbedding
 from recsys_lab.layers.mlp import MLP
-from tests.claims.helpers import fit, split, test_auc
+from tests.claims.helpers import fit, held_out_auc, split
 
 N, DIM, PENALTY = 20_000, 8, 0.01
 VOCAB = (300, 40, 40)
@@ -46,7 +46,7 @@ def train_auc(emb: FieldEmbedding, ids: Tensor, y: Tensor, seed: int) -> float:
     emb.train()
     fit(f, [*emb.parameters(), *mlp.parameters()], y, steps=150, lr=2e-2, rows=train)
     emb.eval()
-    return test_auc(f, y, test)
+    return held_out_auc(f, y, test)
 
 
 def run(seed: int, rank_one: bool, penalty: float = PENALTY) -> dict[str, object]:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from recsys_lab.layers.apg import APGMLP, APGConfig
 from recsys_lab.layers.mlp import MLP
-from tests.claims.helpers import fit, split, test_auc
+from tests.claims.helpers import fit, held_out_auc, split
 
 N, DIM, GROUPS, HIDDEN = 4000, 6, 16, [4]
 
@@ -51,7 +51,7 @@ def apg_and_static_auc(instance_specific: bool, seed: int) -> tuple[float, float
 
     fit(f_apg, apg.parameters(), y, steps=300, rows=train)
     fit(f_static, static.parameters(), y, steps=300, rows=train)
-    return test_auc(f_apg, y, test), test_auc(f_static, y, test)
+    return held_out_auc(f_apg, y, test), held_out_auc(f_static, y, test)
 
 
 @pytest.mark.claim

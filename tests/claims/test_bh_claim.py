@@ -16,7 +16,7 @@ from recsys_lab.data.schema import Feature, Schema
 from recsys_lab.layers.binary_hash import BinaryHashEmbedding
 from recsys_lab.layers.embedding import FieldEmbedding, FullEmbedding, HashedEmbedding
 from recsys_lab.layers.mlp import MLP
-from tests.claims.helpers import fit, split, test_auc
+from tests.claims.helpers import fit, held_out_auc, split
 
 V, N, DIM = 4096, 20_000, 8
 SCHEMA = Schema((Feature("id", "categorical", V),))
@@ -41,7 +41,7 @@ def lift(emb: FieldEmbedding, ids: Tensor, y: Tensor, seed: int) -> float:
         return mlp(emb(ids[i]).flatten(1)).squeeze(-1)
 
     fit(f, [*emb.parameters(), *mlp.parameters()], y, steps=200, lr=3e-2, rows=train)
-    return test_auc(f, y, test) - 0.5
+    return held_out_auc(f, y, test) - 0.5
 
 
 def lifts(seed: int) -> dict[str, float]:

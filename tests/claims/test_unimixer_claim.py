@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from recsys_lab.layers.mixing import RankMixing, UniMixing
-from tests.claims.helpers import split, test_auc
+from tests.claims.helpers import held_out_auc, split
 
 N, T, D, STEPS = 6000, 4, 4, 300
 PAIRS = (2, 3, 0, 1)  # token t needs token PAIRS[t]
@@ -60,7 +60,7 @@ def train_probe(mixer: nn.Module, seed: int, learn_mixing: bool) -> float:
         loss = nn.functional.binary_cross_entropy_with_logits(probe(x[train]), y[train])
         loss.backward()
         opt.step()
-    return test_auc(lambda i: probe(x[i]), y, test)
+    return held_out_auc(lambda i: probe(x[i]), y, test)
 
 
 def run(seed: int) -> dict[str, object]:
