@@ -79,7 +79,13 @@ def history(rows: int, seed: int) -> dict[str, object]:
         else:
             offsets, hist = history_index(first, pick, k)
             h_cat, h_item = world.history_sums(
-                log.item[hist], log.category[hist], log.action[hist], log.ts[hist], offsets, log.item[pick], log.ts[pick]
+                log.item[hist],
+                log.category[hist],
+                log.action[hist],
+                log.ts[hist],
+                offsets,
+                log.item[pick],
+                log.ts[pick],
             )
             z = static + saturate(g.click_hist_cat * h_cat + g.click_hist_item * h_item, spec.history_cap)
         p = 1.0 / (1.0 + np.exp(-spec.temperature * z))
@@ -110,7 +116,10 @@ def main() -> None:
     out = Path(args.out)
     jobs = []
     if args.only in (None, "retention"):
-        jobs += [(f"retention_rho{r}_seed{args.seed}.json", lambda r=r: retention(r, args.test_days, args.seed)) for r in args.rhos]
+        jobs += [
+            (f"retention_rho{r}_seed{args.seed}.json", lambda r=r: retention(r, args.test_days, args.seed))
+            for r in args.rhos
+        ]
     if args.only in (None, "history"):
         jobs.append((f"history_seed{args.seed}.json", lambda: history(args.history_rows, args.seed)))
     for name, job in jobs:

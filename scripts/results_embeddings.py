@@ -80,8 +80,16 @@ AMTL = {
     "amtl": ["embedding=amtl"],
     "amtl_penalty": ["embedding=amtl", "embedding.width_penalty=0.5"],
     # Warm starts begin at full width, where the trained full-table model was.
-    "amtl_warm": ["embedding=amtl", "embedding.width_penalty=0.5", "embedding.init_full_width=true"],  # + init.checkpoint of `full`
-    "amtl_warm_small": ["embedding=amtl", "embedding.width_penalty=0.05", "embedding.init_full_width=true"],  # + init.checkpoint of `full`
+    "amtl_warm": [
+        "embedding=amtl",
+        "embedding.width_penalty=0.5",
+        "embedding.init_full_width=true",
+    ],  # + init.checkpoint of `full`
+    "amtl_warm_small": [
+        "embedding=amtl",
+        "embedding.width_penalty=0.05",
+        "embedding.init_full_width=true",
+    ],  # + init.checkpoint of `full`
 }
 
 
@@ -141,7 +149,9 @@ def run_bh_amtl(args: argparse.Namespace) -> None:
                 for name, ov in AMTL.items():
                     if args.only and name not in args.only:
                         continue
-                    extra = [f"init.checkpoint={full['best_checkpoint']}"] if name.startswith("amtl_warm") else []
+                    extra = (
+                        [f"init.checkpoint={full['best_checkpoint']}"] if name.startswith("amtl_warm") else []
+                    )
                     _train(root / name / f"seed{seed}", [*base, *ov, *extra])
 
 

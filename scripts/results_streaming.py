@@ -161,7 +161,9 @@ def fm_weaker_than_vms(args: argparse.Namespace, out: Path) -> list[str]:
             if not fm or not vm:
                 weak.append(f"δ={delta} seed {s}: FM or no-FM run missing")
             elif not fm["test/auc"] > vm["stream/auc"]:
-                weak.append(f"δ={delta} seed {s}: FM AUC {fm['test/auc']:.4f} ≤ VMs alone {vm['stream/auc']:.4f}")
+                weak.append(
+                    f"δ={delta} seed {s}: FM AUC {fm['test/auc']:.4f} ≤ VMs alone {vm['stream/auc']:.4f}"
+                )
     return weak
 
 
@@ -206,7 +208,8 @@ def exfm_report(args: argparse.Namespace, out: Path, plot_dir: Path) -> list[str
         return ["## ExFM", "", "No finished runs found.", ""]
     weak = fm_weaker_than_vms(args, out)
     if weak:
-        return lines + [
+        return [
+            *lines,
             "**The ablation is not reported:** the foundation model does not beat the vertical models "
             "alone (FM test AUC, on the last days, which are among the VMs' days, against the no-FM "
             "VMs' stream AUC), so distillation has nothing to pass on and the differences would say "

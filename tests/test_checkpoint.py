@@ -51,7 +51,9 @@ def test_whole_model_warm_start_copies_every_shared_weight(tmp_path):
     for name, p in target.named_parameters():
         if name in shared:
             assert name in copied and torch.equal(p, shared[name]), name
-    assert all(torch.equal(a, b) for a, b in zip(twins, target.encoder.embedding.dense_parameters(), strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(twins, target.encoder.embedding.dense_parameters(), strict=True)
+    )
     assert any(n.startswith("mlp") for n in copied)  # the dense layers, not just the table
     with pytest.raises(ValueError, match="none of"):
         torch.save({"state_dict": {"other.x": torch.zeros(1)}}, tmp_path / "x.ckpt")

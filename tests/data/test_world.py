@@ -433,7 +433,9 @@ def test_engagement_correlation_makes_retention_predictable_before_conversion():
     draws exactly what the world drew before the knob existed (the default)."""
     out = {}
     for rho in (0.0, 0.6):
-        log = World(WorldSpec.from_preset("tiny", {"num_users": 6000, "engagement_correlation": rho})).generate_all()
+        log = World(
+            WorldSpec.from_preset("tiny", {"num_users": 6000, "engagement_correlation": rho})
+        ).generate_all()
         y = torch.from_numpy(log.retained.astype(np.float32))
         p_obs, p_true = log.p_retention_observable.astype(np.float64), log.p_retention.astype(np.float64)
         out[rho] = auc(torch.from_numpy(p_obs), y), auc(torch.from_numpy(p_true), y)

@@ -1386,7 +1386,9 @@ class World:
         by the projection's standard deviation over the population (ads' latents + users' latents,
         which are independent), so ``s`` has about unit variance. float64 ``[n]``."""
         if self._engagement_direction is None:
-            rng = np.random.default_rng(np.random.SeedSequence(self.spec.seed, spawn_key=(_STREAM_ENGAGEMENT,)))
+            rng = np.random.default_rng(
+                np.random.SeedSequence(self.spec.seed, spawn_key=(_STREAM_ENGAGEMENT,))
+            )
             w = rng.standard_normal(self.spec.latent_dim)
             w /= np.linalg.norm(w)
             # user latents are N(0, I / latent_dim): their projection has variance 1 / latent_dim
