@@ -372,9 +372,9 @@ WORLD_PRESETS: dict[str, dict[str, Any]] = {
     "small": {},
     # OCARM: onboarding engagement partly predictable before conversion (engagement_correlation)
     # and more conversions (base_cvr), so that 3 test days hold > 10k retention rows
-    # (data.rows=conversions data.test_days=3 data.val_days=2). ~2.4M exposures.
+    # (data.rows=conversions data.test_days=3 data.val_days=2). ~4M exposures.
     "retention": {
-        "num_users": 24_000,
+        "num_users": 40_000,
         "base_cvr": 0.3,
         "engagement_correlation": 0.6,
     },
