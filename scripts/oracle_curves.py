@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from recsys_lab.data.synthetic.sequences import history_index  # noqa: E402
 from recsys_lab.data.synthetic.world import CLICK, DAY, World, WorldSpec, saturate  # noqa: E402
-from recsys_lab.metrics import auc, base_entropy, logloss  # noqa: E402
+from recsys_lab.metrics import auc, base_entropy, bootstrap_interval, logloss  # noqa: E402
 from recsys_lab.utils import write_json_atomic  # noqa: E402
 
 HISTORY_KS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, None)
@@ -46,7 +46,12 @@ def retention(rho: float, test_days: int, seed: int) -> dict[str, object]:
     day = log.ts[log.conv_event] // DAY
     test = day >= spec.num_days - test_days
     y = torch.from_numpy(log.retained[test].astype(np.float64))
+    full, obs = (
+        torch.from_numpy(a[test].astype(np.float64)) for a in (log.p_retention, log.p_retention_observable)
+    )
     return {
+        "observables_only_auc_interval": bootstrap_interval(auc, obs, y),
+        "gap_full_minus_observables_auc_interval": bootstrap_interval(auc, full, y, baseline=obs),
         "preset": "retention",
         "engagement_correlation": rho,
         "seed": seed,
@@ -72,7 +77,8 @@ def history(rows: int, seed: int) -> dict[str, object]:
     y = torch.from_numpy(((log.action[pick] & CLICK) > 0).astype(np.float64))
     static = log.logit_parts[pick, 0].astype(np.float64)
     g = world.gains
-    curve = []
+    curve: list[dict[str, object]] = []
+    previous: torch.Tensor | None = None
     for k in HISTORY_KS:
         if k == 0:
             z = static
@@ -89,7 +95,12 @@ def history(rows: int, seed: int) -> dict[str, object]:
             )
             z = static + saturate(g.click_hist_cat * h_cat + g.click_hist_item * h_item, spec.history_cap)
         p = 1.0 / (1.0 + np.exp(-spec.temperature * z))
-        curve.append({"k": "all" if k is None else k, **_metrics(p, y)})
+        point: dict[str, object] = {"k": "all" if k is None else k, **_metrics(p, y)}
+        pt = torch.from_numpy(p)
+        if previous is not None:  # paired bootstrap over the rows: the gain of this doubling
+            point["gain_auc_interval"] = bootstrap_interval(auc, pt, y, baseline=previous)
+        previous = pt
+        curve.append(point)
     lengths = pick - first
     return {
         "preset": "long_history",
