@@ -57,3 +57,35 @@ def load_embedding_tables(model: nn.Module, path: str | Path, prefix: str = "mod
     if not copied:
         raise ValueError(f"Model {type(model).__name__} has no embedding tables to warm-start from {path}.")
     return copied
+
+
+def load_model_weights(model: nn.Module, path: str | Path, prefix: str = "model.") -> list[str]:
+    """Warm-start the **whole** model from the checkpoint at ``path``: every parameter and buffer
+    of ``model`` whose name (under ``prefix``) the checkpoint has is copied; those it lacks are left
+    as initialised (e.g. AMTL's width MLPs when warm-starting from a full-table run).
+
+    A parameter present in both with different shapes is an error (the configs differ), and so is a
+    checkpoint that supplies none of the model's parameters. Returns the copied names.
+    """
+    source = load_state_dict(path)
+    copied: list[str] = []
+    target = model.state_dict()
+    for name, value in target.items():
+        key = prefix + name
+        if key not in source:
+            continue
+        if source[key].shape != value.shape:
+            raise ValueError(
+                f"Cannot warm-start {name}: checkpoint shape {tuple(source[key].shape)} != model shape "
+                f"{tuple(value.shape)}. Use the same data, model and embedding widths."
+            )
+        with torch.no_grad():
+            value.copy_(source[key])
+        copied.append(name)
+    params = {n for n, _ in model.named_parameters()}
+    if not params & set(copied):
+        raise ValueError(
+            f"Checkpoint {path} supplies none of {type(model).__name__}'s parameters (under {prefix!r}): "
+            "is it a checkpoint of the same model?"
+        )
+    return copied

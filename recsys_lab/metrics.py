@@ -231,6 +231,49 @@ def calibration(probs: Tensor, labels: Tensor) -> float:
 # validation loop) leave no inference tensor that a later in-place op would trip over.
 
 
+def bootstrap_interval(
+    metric: Callable[[Tensor, Tensor], float],
+    probs: Tensor,
+    labels: Tensor,
+    baseline: Tensor | None = None,
+    num_resamples: int = 200,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval over test rows (test-sampling noise) of ``metric(probs,
+    labels)`` — or, with ``baseline``, of the paired difference ``metric(probs) −
+    metric(baseline)`` on the same resampled rows (far tighter than two separate intervals when the
+    two predictions are correlated).
+
+    ``probs``, ``baseline``, ``labels``: ``[n]``. Returns ``(low, high)``; resamples where the
+    metric is NaN (one class only) are dropped.
+    """
+    if not 0 < level < 1 or num_resamples < 1:
+        raise ValueError(
+            f"bootstrap_interval needs 0 < level < 1 and num_resamples >= 1, got {level}, {num_resamples}"
+        )
+    n = labels.numel()
+    if probs.shape != labels.shape or (baseline is not None and baseline.shape != labels.shape):
+        raise ValueError(
+            f"bootstrap_interval: probs {tuple(probs.shape)}, baseline "
+            f"{None if baseline is None else tuple(baseline.shape)} and labels {tuple(labels.shape)} must match"
+        )
+    g = torch.Generator().manual_seed(seed)
+    values = []
+    for _ in range(num_resamples):
+        idx = torch.randint(0, n, (n,), generator=g).to(labels.device)
+        v = metric(probs[idx], labels[idx])
+        if baseline is not None:
+            v -= metric(baseline[idx], labels[idx])
+        if not math.isnan(v):
+            values.append(v)
+    if not values:
+        return float("nan"), float("nan")
+    q = torch.tensor(values, dtype=torch.float64)
+    lo, hi = torch.quantile(q, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
+    return float(lo), float(hi)
+
+
 def _nan(device: torch.device) -> Tensor:
     return torch.tensor(float("nan"), dtype=torch.float64, device=device)
 

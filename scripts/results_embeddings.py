@@ -47,7 +47,9 @@ BH = {
     "synthetic": {
         "bh_10x": ["embedding.block_bits=7"],  # 10 blocks · 128 rows
         "bh_100x": ["embedding.block_bits=2"],  # 32 blocks · 4 rows
-        "bh_1000x": ["embedding.block_bits=1", "embedding.code_bits=6"],  # 6 blocks · 2 rows
+        # 1000x would need code_bits=6 (64 codes for 11,794 values: the hashing trick, not a binary
+        # code). With code_bits >= ceil(log2 V) = 14 the smallest table is 14 blocks · 2 rows (421x).
+        "bh_421x": ["embedding.block_bits=1", "embedding.code_bits=14"],  # 14 blocks · 2 rows
     },
     "synthetic_criteo": {
         "bh_10x": ["embedding.block_bits=13"],  # 5 blocks · 8192 rows
@@ -55,11 +57,39 @@ BH = {
         "bh_1000x": ["embedding.block_bits=5"],  # 13 blocks · 32 rows
     },
 }
+# Categorical values V per dataset (all fields: BH hashes every (field, id) into one code space),
+# from the runs' schemas; every BH setting must use code_bits >= ceil(log2 V) so that distinct
+# values can get distinct codes (the default code_bits is 64).
+BH_VALUES = {"synthetic": 11_794, "synthetic_criteo": 413_746}
+
+
+def _code_bits(overrides: list[str]) -> int:
+    for o in overrides:
+        if o.startswith("embedding.code_bits="):
+            return int(o.split("=", 1)[1])
+    return 64
+
+
+for _data, _settings in BH.items():
+    for _name, _ov in _settings.items():
+        _need = math.ceil(math.log2(BH_VALUES[_data]))
+        if _code_bits(_ov) < _need:
+            raise ValueError(f"{_data} {_name}: code_bits {_code_bits(_ov)} < ceil(log2 V) = {_need}")
+
 AMTL = {
     "amtl": ["embedding=amtl"],
     "amtl_penalty": ["embedding=amtl", "embedding.width_penalty=0.5"],
-    "amtl_warm": ["embedding=amtl", "embedding.width_penalty=0.5"],  # + init.checkpoint of `full`
-    "amtl_warm_small": ["embedding=amtl", "embedding.width_penalty=0.05"],  # + init.checkpoint of `full`
+    # Warm starts begin at full width, where the trained full-table model was.
+    "amtl_warm": [
+        "embedding=amtl",
+        "embedding.width_penalty=0.5",
+        "embedding.init_full_width=true",
+    ],  # + init.checkpoint of `full`
+    "amtl_warm_small": [
+        "embedding=amtl",
+        "embedding.width_penalty=0.05",
+        "embedding.init_full_width=true",
+    ],  # + init.checkpoint of `full`
 }
 
 
@@ -119,7 +149,9 @@ def run_bh_amtl(args: argparse.Namespace) -> None:
                 for name, ov in AMTL.items():
                     if args.only and name not in args.only:
                         continue
-                    extra = [f"init.checkpoint={full['best_checkpoint']}"] if name == "amtl_warm" else []
+                    extra = (
+                        [f"init.checkpoint={full['best_checkpoint']}"] if name.startswith("amtl_warm") else []
+                    )
                     _train(root / name / f"seed{seed}", [*base, *ov, *extra])
 
 

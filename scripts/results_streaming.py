@@ -43,6 +43,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--verticals", type=int, nargs="+", default=[1, 2])
     p.add_argument("--fm-epochs", type=int, default=1)
     p.add_argument("--fm-batches", type=int, default=100, help="FM training batches per epoch (0 = all)")
+    p.add_argument("--fm-lr", type=float, default=1e-2, help="the FM's learning rate (pipeline.fm_lr)")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--max-history", type=int, default=32)
     p.add_argument("--ocarm-epochs", type=int, default=5)
@@ -90,6 +91,7 @@ def run_pipelines(args: argparse.Namespace) -> None:
                         overrides=[
                             "pipeline=exfm",
                             f"pipeline.fm_history={args.max_history}",
+                            f"pipeline.fm_lr={args.fm_lr}",
                             f"pipeline.delta={delta}",
                             f"pipeline.stream_days={args.stream_days}",
                             f"pipeline.verticals=[{','.join(map(str, args.verticals))}]",
@@ -148,6 +150,23 @@ def exfm_stage_dir(out: Path, stage: str, delta: int, seed: int, first_delta: in
     return out / f"exfm_delta{d}_seed{seed}" / stage
 
 
+def fm_weaker_than_vms(args: argparse.Namespace, out: Path) -> list[str]:
+    """One line per (δ, seed) whose FM test AUC does not exceed the no-FM VMs' stream AUC (or whose
+    runs are missing); empty when the FM beats the VMs alone everywhere."""
+    first, weak = args.deltas[0], []
+    for delta in args.deltas:
+        for s in args.seeds:
+            fm = load_json(out / f"exfm_delta{delta}_seed{s}" / "fm" / "metrics.json")
+            vm = load_json(exfm_stage_dir(out, "vm_none", delta, s, first) / "metrics.json")
+            if not fm or not vm:
+                weak.append(f"δ={delta} seed {s}: FM or no-FM run missing")
+            elif not fm["test/auc"] > vm["stream/auc"]:
+                weak.append(
+                    f"δ={delta} seed {s}: FM AUC {fm['test/auc']:.4f} ≤ VMs alone {vm['stream/auc']:.4f}"
+                )
+    return weak
+
+
 def exfm_report(args: argparse.Namespace, out: Path, plot_dir: Path) -> list[str]:
     import matplotlib
 
@@ -187,6 +206,19 @@ def exfm_report(args: argparse.Namespace, out: Path, plot_dir: Path) -> list[str
     lines += ["", f"Oracle AUC on the same vertical days (the true probabilities): {mean_sd(oracle)}.", ""]
     if not found:
         return ["## ExFM", "", "No finished runs found.", ""]
+    weak = fm_weaker_than_vms(args, out)
+    if weak:
+        return [
+            *lines,
+            "**The ablation is not reported:** the foundation model does not beat the vertical models "
+            "alone (FM test AUC, on the last days, which are among the VMs' days, against the no-FM "
+            "VMs' stream AUC), so distillation has nothing to pass on and the differences would say "
+            "nothing about ExFM. Train the FM longer or at a better learning rate "
+            "(`pipeline.fm_lr`, `--fm-batches 0`):",
+            "",
+            *[f"- {w}" for w in weak],
+            "",
+        ]
     lines += [
         "Reading: distillation can only help when the FM predicts the verticals better than the "
         "VMs do alone; compare the FM row with the no-FM row before reading the differences below "

@@ -29,3 +29,32 @@ def test_shape_mismatch_and_missing_file_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_embedding_tables(LinearModel(tiny_schema()), tmp_path / "nope.ckpt")
     assert partial(FullEmbedding, dim=2)(tiny_schema()).dim == 2
+
+
+def test_whole_model_warm_start_copies_every_shared_weight(tmp_path):
+    """load_model_weights copies the dense layers too (AMTL's warm start of issue 13); weights the
+    checkpoint lacks (here: AMTL's width MLPs) stay as initialised."""
+    from recsys_lab.checkpoint import load_model_weights
+    from recsys_lab.layers.amtl import AMTLEmbedding
+    from recsys_lab.models.dnn import DNN
+
+    torch.manual_seed(0)
+    source = DNN(tiny_schema(), partial(FullEmbedding, dim=4, sparse_grad=False), hidden_units=[8])
+    for p in source.parameters():
+        torch.nn.init.normal_(p)
+    path = tmp_path / "full.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in source.state_dict().items()}}, path)
+    target = DNN(tiny_schema(), partial(AMTLEmbedding, dim=4, sparse_grad=False), hidden_units=[8])
+    twins = [p.detach().clone() for p in target.encoder.embedding.dense_parameters()]
+    copied = load_model_weights(target, path)
+    shared = dict(source.named_parameters())
+    for name, p in target.named_parameters():
+        if name in shared:
+            assert name in copied and torch.equal(p, shared[name]), name
+    assert all(
+        torch.equal(a, b) for a, b in zip(twins, target.encoder.embedding.dense_parameters(), strict=True)
+    )
+    assert any(n.startswith("mlp") for n in copied)  # the dense layers, not just the table
+    with pytest.raises(ValueError, match="none of"):
+        torch.save({"state_dict": {"other.x": torch.zeros(1)}}, tmp_path / "x.ckpt")
+        load_model_weights(target, tmp_path / "x.ckpt")

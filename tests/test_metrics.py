@@ -417,3 +417,22 @@ def test_ctr_metrics_reduce_across_two_gloo_ranks() -> None:
     for rank in range(2):
         for case in ("uneven", "one-empty"):
             assert results[rank][case] == pytest.approx(expected, rel=1e-9), (rank, case)
+
+
+def test_bootstrap_interval_covers_the_truth_and_pairs_differences():
+    """Over test rows: the AUC interval is about ±1.96 standard errors wide and holds the sample's
+    AUC; a paired difference of two correlated predictions gets a much tighter interval."""
+    from recsys_lab.metrics import auc, bootstrap_interval
+
+    g = torch.Generator().manual_seed(0)
+    n = 4000
+    score = torch.randn(n, generator=g)
+    y = torch.bernoulli(torch.sigmoid(2 * score), generator=g)
+    p = torch.sigmoid(score)
+    q = torch.sigmoid(score + 0.3 * torch.randn(n, generator=g))
+    lo, hi = bootstrap_interval(auc, p, y, num_resamples=200)
+    assert lo < auc(p, y) < hi and 0.02 < hi - lo < 0.05, (lo, hi)
+    dlo, dhi = bootstrap_interval(auc, p, y, baseline=q, num_resamples=200)
+    assert dlo < auc(p, y) - auc(q, y) < dhi and dhi - dlo < 0.5 * (hi - lo), (dlo, dhi)
+    with pytest.raises(ValueError, match="must match"):
+        bootstrap_interval(auc, p[:5], y)

@@ -155,29 +155,65 @@ class UniMixing(AnnealedMixer):
     logits are N(0, 1); the local logits are ``4·I`` plus N(0, 0.1²), so each ``W_i`` starts
     close to the identity and the first layers do not average features away.
 
+    **Own learning rate** (issue 13: at the shared rate the global logits barely move from their
+    random start): the effective logits are ``logit_lr_scale · θ`` with ``θ`` the stored
+    parameters, initialised at ``init / logit_lr_scale``; under Adam (whose steps do not depend on
+    the gradient's scale) this multiplies the logits' learning rate by ``logit_lr_scale`` without a
+    separate optimiser group. ``1`` (the default) leaves the parameters as they were.
+    :meth:`movement` reports how far G moved from its initialisation.
+
     Args:
         num_tokens: T.
         dim: D.
         block_size: b (must divide T·D).
         temperature: initial Sinkhorn temperature τ.
         sinkhorn_iters: Sinkhorn iterations.
+        logit_lr_scale: learning-rate multiplier of the mixing logits (> 0).
     """
 
     def __init__(
-        self, num_tokens: int, dim: int, block_size: int, temperature: float = 1.0, sinkhorn_iters: int = 10
+        self,
+        num_tokens: int,
+        dim: int,
+        block_size: int,
+        temperature: float = 1.0,
+        sinkhorn_iters: int = 10,
+        logit_lr_scale: float = 1.0,
     ) -> None:
         super().__init__(temperature, sinkhorn_iters)
+        if logit_lr_scale <= 0:
+            raise ValueError(f"UniMixing logit_lr_scale must be > 0, got {logit_lr_scale}")
         self.num_blocks = _num_blocks(num_tokens, dim, block_size)
         self.block_size = block_size
+        self.logit_lr_scale = float(logit_lr_scale)
         n, b = self.num_blocks, block_size
-        self.global_logits = nn.Parameter(torch.randn(n, n))  # [N, N]
-        self.local_logits = nn.Parameter(4.0 * torch.eye(b).expand(n, b, b) + 0.1 * torch.randn(n, b, b))
+        s = self.logit_lr_scale
+        self.global_logits = nn.Parameter(torch.randn(n, n) / s)  # [N, N] (θ: the logits are s·θ)
+        self.local_logits = nn.Parameter(
+            (4.0 * torch.eye(b).expand(n, b, b) + 0.1 * torch.randn(n, b, b)) / s
+        )
+        # The initial effective global logits, kept in checkpoints so that movement() can be read
+        # off a finished run.
+        self.register_buffer("initial_global_logits", self.global_logits.detach() * s)
 
     def mixing_matrices(self) -> tuple[Tensor, Tensor]:
         """``G`` ``[N, N]`` and ``W`` ``[N, b, b]`` at the current temperature."""
-        g = sinkhorn(symmetrize(self.global_logits) / self.temperature, self.sinkhorn_iters)
-        w = sinkhorn(symmetrize(self.local_logits) / self.temperature, self.sinkhorn_iters)
+        s = self.logit_lr_scale
+        g = sinkhorn(symmetrize(s * self.global_logits) / self.temperature, self.sinkhorn_iters)
+        w = sinkhorn(symmetrize(s * self.local_logits) / self.temperature, self.sinkhorn_iters)
         return g, w
+
+    @torch.no_grad()
+    def movement(self) -> dict[str, float]:
+        """How far the global mixing moved from its initialisation: ``moved`` = mean |Δ logit| in
+        units of the initial logits' sd; ``destinations_changed`` = fraction of blocks whose argmax
+        destination (row argmax of the symmetrised logits) differs from the initial one."""
+        now = symmetrize(self.logit_lr_scale * self.global_logits)
+        start = symmetrize(self.initial_global_logits)
+        moved = (self.logit_lr_scale * self.global_logits - self.initial_global_logits).abs().mean()
+        sd = self.initial_global_logits.std().clamp(min=1e-12)
+        changed = (now.argmax(1) != start.argmax(1)).float().mean()
+        return {"moved": float(moved / sd), "destinations_changed": float(changed)}
 
     def forward(self, x: Tensor) -> Tensor:
         g, w = self.mixing_matrices()

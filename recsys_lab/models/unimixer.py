@@ -30,6 +30,8 @@ class UniMixer(CTRModel):
         block_size: b, the mixing block size (must divide T·D; independent of T).
         temperature: initial Sinkhorn temperature (annealed by the ``mixer`` callbacks).
         sinkhorn_iters: log-domain Sinkhorn iterations.
+        logit_lr_scale: learning-rate multiplier of the mixing logits
+            (:class:`~recsys_lab.layers.mixing.UniMixing`; 1 = the shared rate).
     """
 
     def __init__(
@@ -45,11 +47,13 @@ class UniMixer(CTRModel):
         block_size: int = 8,
         temperature: float = 1.0,
         sinkhorn_iters: int = 10,
+        logit_lr_scale: float = 1.0,
     ) -> None:
         super().__init__(schema)
         self.encoder = FeatureEncoder(schema, embedding, numeric_tokens=True)
         mixers = [
-            UniMixing(num_tokens, dim, block_size, temperature, sinkhorn_iters) for _ in range(num_layers)
+            UniMixing(num_tokens, dim, block_size, temperature, sinkhorn_iters, logit_lr_scale)
+            for _ in range(num_layers)
         ]
         self.net = TokenMixerNetwork(
             self.encoder.num_tokens, self.encoder.dim, num_tokens, dim, mixers, ffn_hidden, ffn, norm

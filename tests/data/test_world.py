@@ -425,3 +425,26 @@ def test_noise_lowers_the_best_possible_auc():
         y = torch.from_numpy(((log.action & CLICK) > 0).astype(np.float32))
         aucs.append(auc(torch.from_numpy(log.p_click), y))
     assert aucs[1] < aucs[0] - 0.03, aucs
+
+
+def test_engagement_correlation_makes_retention_predictable_before_conversion():
+    """``engagement_correlation`` ρ: the observable-only oracle rises with ρ and stays the exact
+    conditional expectation of the true probability (calibrated within its own quintiles); ρ = 0
+    draws exactly what the world drew before the knob existed (the default)."""
+    out = {}
+    for rho in (0.0, 0.6):
+        log = World(
+            WorldSpec.from_preset("tiny", {"num_users": 6000, "engagement_correlation": rho})
+        ).generate_all()
+        y = torch.from_numpy(log.retained.astype(np.float32))
+        p_obs, p_true = log.p_retention_observable.astype(np.float64), log.p_retention.astype(np.float64)
+        out[rho] = auc(torch.from_numpy(p_obs), y), auc(torch.from_numpy(p_true), y)
+        edges = np.quantile(p_obs, np.linspace(0, 1, 6)[1:-1])  # quintiles: ~290 rows each
+        quintile = np.searchsorted(edges, p_obs)
+        for d in range(5):
+            sel = quintile == d  # sd of p_true ~0.25: standard error of the mean ~0.015
+            assert abs(p_obs[sel].mean() - p_true[sel].mean()) < 0.06, (rho, d)
+    assert out[0.6][0] > out[0.0][0] + 0.15, out  # observables now predict much of the engagement
+    assert out[0.6][1] > out[0.6][0], out  # the content still adds information
+    with pytest.raises(ValueError, match="engagement_correlation"):
+        WorldSpec(engagement_correlation=1.5)

@@ -205,3 +205,26 @@ def test_bad_configs_fail_with_a_clear_message() -> None:
         sinkhorn(torch.zeros(2, 2), 0)
     with pytest.raises(ValueError, match="temperature must be > 0"):
         UniMixing(2, 4, 2).set_temperature(0.0)
+
+
+def test_logit_lr_scale_keeps_the_start_and_speeds_up_the_mixing_logits():
+    """logit_lr_scale s: same effective logits at initialisation (θ = init / s), and under Adam the
+    global mixing moves ~s times further in the same steps; movement() is 0 at the start."""
+    from recsys_lab.layers.mixing import UniMixing
+
+    moved = {}
+    for s in (1.0, 10.0):
+        torch.manual_seed(0)
+        m = UniMixing(4, 8, 4, logit_lr_scale=s)
+        assert m.movement() == {"moved": 0.0, "destinations_changed": 0.0}
+        torch.testing.assert_close(m.logit_lr_scale * m.global_logits.detach(), m.initial_global_logits)
+        x, target = torch.randn(32, 4, 8), torch.randn(32, 4, 8)
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+        for _ in range(20):
+            opt.zero_grad()
+            ((m(x) - target) ** 2).mean().backward()
+            opt.step()
+        moved[s] = m.movement()["moved"]
+    assert 5 * moved[1.0] < moved[10.0] < 20 * moved[1.0], moved
+    with pytest.raises(ValueError, match="logit_lr_scale must be > 0"):
+        UniMixing(4, 8, 4, logit_lr_scale=0.0)

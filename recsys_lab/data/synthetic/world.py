@@ -59,6 +59,7 @@ ACTION_NAMES = ("exposure", "click", "conversion")
 NUM_AGES, NUM_GENDERS, NUM_HOURS = 8, 2, 24
 
 _STREAM_MODEL, _STREAM_POPULATION, _STREAM_PILOT, _STREAM_USERS, _STREAM_DAYS, _STREAM_CONTENT = range(6)
+_STREAM_ENGAGEMENT = 6  # the engagement direction (its own stream: the other draws do not move)
 _CROSS_RANK = 4
 _GUIDE_BITS = 16
 _CALIBRATION_PASSES = 3
@@ -169,6 +170,7 @@ class WorldSpec:
     base_retention: float = 0.35
     retention_content_scale: float = 1.5
     retention_observable_scale: float = 0.4
+    engagement_correlation: float = 0.0
     content_per_domain: int = 64
     content_themes: int = 8
     max_sessions: int = 4
@@ -240,6 +242,12 @@ class WorldSpec:
         ):
             _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
         _check(0 <= self.interest_drift <= 1, "interest_drift", self.interest_drift, "must be in [0, 1]")
+        _check(
+            0 <= self.engagement_correlation <= 1,
+            "engagement_correlation",
+            self.engagement_correlation,
+            "must be in [0, 1] (the correlation of onboarding engagement with its observable signal)",
+        )
         _check(self.novelty_days > 0, "novelty_days", self.novelty_days, "must be > 0")
         _check(self.history_decay_days > 0, "history_decay_days", self.history_decay_days, "must be > 0")
         _check(len(self.action_weights) == 3, "action_weights", self.action_weights, "needs 3 weights")
@@ -362,6 +370,30 @@ WORLD_PRESETS: dict[str, dict[str, Any]] = {
     },
     # The claim experiments: ~1M exposures over 21 days, ~8.5k conversions.
     "small": {},
+    # OCARM: onboarding engagement partly predictable before conversion (engagement_correlation)
+    # and more conversions (base_cvr), so that 3 test days hold > 10k retention rows
+    # (data.rows=conversions data.test_days=3 data.val_days=2). ~4M exposures.
+    "retention": {
+        "num_users": 40_000,
+        "base_cvr": 0.3,
+        "engagement_correlation": 0.6,
+    },
+    # GRAB: a history effect that reaches back ~1000 events (depth scales up to 1024, mass on the
+    # deep ones, slow time decay) among heavy users (~600 events by the last day). ~1.5M exposures.
+    "long_history": {
+        "num_users": 2_500,
+        "num_days": 28,
+        "visit_rate": 0.9,
+        "events_per_visit": 24.0,
+        "max_events_per_day": 96,
+        "history_depths": (4.0, 32.0, 256.0, 1024.0),
+        "history_mass_exponent": 1.5,
+        "history_decay_days": 60.0,
+        "history_category_scale": 1.0,
+        "history_item_scale": 0.6,
+        "history_cap": 4.0,
+        "users_per_shard": 2_500,
+    },
     # ~40M exposures over 42 days, 8 domains: generation takes under a minute with 2 workers.
     "large": {
         "num_users": 200_000,
@@ -759,6 +791,7 @@ class World:
             (ni + 1, k)
         ) / math.sqrt(k)
         self.item_latent[0] = 0.0
+        self._engagement_direction: np.ndarray | None = None  # see engagement_signal
         self.item_first = rng.standard_normal(ni + 1)
         self.category_first = 0.7 * rng.standard_normal(c + 1)
         self.domain_first = 0.7 * rng.standard_normal(d + 1)
@@ -1327,16 +1360,41 @@ class World:
         item = log.item[rows].astype(np.int64)
         observable = self._retention_observable(users.ret_bias[local], latent, item, past_conv)
         mean = g.ret_bias + g.ret_observable * observable  # [n]
-        engagement = rng.standard_normal(n)
+        taste = self.item_latent[item] + latent  # [n, k]: the converting ad's and the user's latents
+        rho, scale = spec.engagement_correlation, spec.retention_content_scale
+        engagement = rng.standard_normal(n)  # ε ~ N(0, 1) when rho = 0 (the default)
+        if rho > 0:
+            # ε = ρ s + sqrt(1 - ρ²) ξ, s the standardised projection of the taste on a fixed
+            # direction: observable before the conversion (the ad, the user's behaviour).
+            signal = self.engagement_signal(taste)
+            engagement = rho * signal + math.sqrt(1.0 - rho**2) * engagement
+            mean_observable = mean + scale * rho * signal
+        else:
+            mean_observable = mean
         tau = spec.temperature
-        p_true = sigmoid(tau * (mean + spec.retention_content_scale * engagement))
+        p_true = sigmoid(tau * (mean + scale * engagement))
         log.p_retention = p_true.astype(np.float32)
         log.p_retention_observable = gaussian_expected_sigmoid(
-            mean, spec.retention_content_scale, tau
+            mean_observable, scale * math.sqrt(1.0 - rho**2), tau
         ).astype(np.float32)
         log.retained = (rng.random(n) < p_true).astype(np.uint8)
-        taste = self.item_latent[item] + latent
         log.onboarding = self.content.simulate(rng, log.domain[rows], taste, engagement, log.ts[rows])
+
+    def engagement_signal(self, taste: np.ndarray) -> np.ndarray:
+        """The observable part of onboarding engagement: ``taste`` ``[n, k]`` (the converting ad's
+        latent + the user's latent at conversion) projected on a fixed unit direction and divided
+        by the projection's standard deviation over the population (ads' latents + users' latents,
+        which are independent), so ``s`` has about unit variance. float64 ``[n]``."""
+        if self._engagement_direction is None:
+            rng = np.random.default_rng(
+                np.random.SeedSequence(self.spec.seed, spawn_key=(_STREAM_ENGAGEMENT,))
+            )
+            w = rng.standard_normal(self.spec.latent_dim)
+            w /= np.linalg.norm(w)
+            # user latents are N(0, I / latent_dim): their projection has variance 1 / latent_dim
+            sd = math.sqrt(float((self.item_latent[1:] @ w).var()) + 1.0 / self.spec.latent_dim)
+            self._engagement_direction = w / max(sd, 1e-12)
+        return taste @ self._engagement_direction
 
     def generate(self, workers: int = 1, shards: Sequence[int] | None = None) -> Iterator[EventLog]:
         """Yield the :class:`EventLog` of each shard (all by default) in order.

@@ -1,0 +1,366 @@
+"""The claims table at the top of ``docs/results.md``: one row per seed-method claim, with the
+mechanism measured on planted data by its claim test (``tests/claims``, several seeds: each seed
+draws a new planted world *and* a new test set, so the interval includes test-sampling noise) and
+the state of the convergence study on the synthetic world.
+
+    python scripts/results_claims.py                  # 3 seeds per claim (~10 min on 2 idle cores)
+    python scripts/results_claims.py --seeds 0 1 2 3 4
+    python scripts/results_claims.py --report-only    # rewrite the table from the cached results
+
+Resumable: each (claim, seed) result is cached as JSON under ``--out`` and skipped when present.
+The verdict columns are rules, not opinions: on planted data a claim is **shown** when the lower
+end of the 95% interval of its effect is above the claim's threshold, **refuted** when the upper
+end is below 0, otherwise **inconclusive**. At convergence, rows say **not yet measured at
+convergence** until the study's command has been run to convergence (early stopping, ≥ 3 seeds,
+bootstrap intervals), with that command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from recsys_lab.utils import write_json_atomic  # noqa: E402
+
+START, END = "<!-- claims table: start (scripts/results_claims.py) -->", "<!-- claims table: end -->"
+# Two-sided 95% Student t quantiles by degrees of freedom (n seeds - 1).
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One row. ``measure(seed)`` returns the effect (a float) and the figures behind it."""
+
+    key: str
+    method: str
+    claim: str  # with the paper's figure where METHODS.md gives one
+    effect: str  # what the number is
+    threshold: float  # the effect the planted test requires
+    test: str  # pytest node of the claim test
+    measure: Callable[[int], tuple[float, dict]]
+    convergence: str  # the command of the convergence study on the synthetic world
+    paper: float | None = None  # the paper's figure in the effect's units, when there is one
+
+
+def _grab_cama(seed: int) -> tuple[float, dict]:
+    from tests.claims.test_grab_claim import grab_auc
+
+    c, s = (
+        grab_auc("clicked", seed, 4, 10, channels="cama"),
+        grab_auc("clicked", seed, 4, 10, channels="single"),
+    )
+    return c - s, {"cama": c, "single": s}
+
+
+def _grab_history(seed: int) -> tuple[float, dict]:
+    from tests.claims.test_grab_claim import grab_auc
+
+    f, s = grab_auc("early", seed, 8, 12), grab_auc("early", seed, 8, 12, max_history=4)
+    return f - s, {"whole_history": f, "latest_4": s}
+
+
+def _lum(seed: int) -> tuple[float, dict]:
+    from tests.claims.test_lum_claim import run
+
+    r = run(seed)
+    return r["with_lum"] - r["without"], r
+
+
+def _unimixer(seed: int) -> tuple[float, dict]:
+    from tests.claims.test_unimixer_claim import run
+
+    r = run(seed)
+    return r["learned"] - r["rankmixer"], r
+
+
+def _apg(seed: int) -> tuple[float, dict]:
+    from tests.claims.test_apg_claim import apg_and_static_auc
+
+    a, s = apg_and_static_auc(True, seed)
+    a0, s0 = apg_and_static_auc(False, seed)
+    return a - s, {"apg": a, "static": s, "control_apg": a0, "control_static": s0}
+
+
+def _bh(seed: int) -> tuple[float, dict]:
+    from tests.claims.test_bh_claim import lifts
+
+    r = lifts(seed)
+    return r["bh"] / r["full"], r
+
+
+def _amtl(seed: int) -> tuple[float, dict]:
+    from tests.claims.test_amtl_claim import run
+
+    r = run(seed, rank_one=True)
+    saved = 1 - r["amtl_values"] / r["full_values"]
+    return saved, {**r, "auc_difference": r["amtl_auc"] - r["full_auc"]}
+
+
+def _pcf(seed: int) -> tuple[float, dict]:
+    from tests.claims.test_pcf_gnn_claim import run
+
+    r = run(seed)
+    return r["gnn_unseen"] - r["exact_unseen"], r
+
+
+def _exfm(seed: int) -> tuple[float, dict]:
+    from tests.claims.test_exfm_claim import vm_aucs
+
+    r = vm_aucs(seed, strong_fm=True)
+    return r["aux"] - r["none"], r
+
+
+def _ocarm(seed: int) -> tuple[float, dict]:
+    from tests.claims.test_ocarm_claim import gain
+
+    g, plain = gain(0.9, seed)
+    g0, plain0 = gain(0.0, seed)
+    return g, {"gain_predictable": g, "plain_predictable": plain, "gain_noise": g0, "plain_noise": plain0}
+
+
+CLAIMS = [
+    Claim(
+        "grab_cama",
+        "GRAB",
+        "CamA beats single-channel causal attention when actions carry signal",
+        "ΔAUC CamA − single channel",
+        0.05,
+        "tests/claims/test_grab_claim.py",
+        _grab_cama,
+        "python scripts/results_sequence.py",
+    ),
+    Claim(
+        "grab_history",
+        "GRAB",
+        "quality rises with the history length (≈ linear in log length)",
+        "ΔAUC whole history − latest 4 events (effect planted beyond them)",
+        0.2,
+        "tests/claims/test_grab_claim.py",
+        _grab_history,
+        "python scripts/results_sequence.py (on data.preset=long_history: oracle curve in docs/synthetic_world.md)",
+    ),
+    Claim(
+        "lum",
+        "LUM",
+        "a DLRM with LUM features beats the same DLRM without them",
+        "ΔAUC with − without LUM features (new users)",
+        0.1,
+        "tests/claims/test_lum_claim.py",
+        _lum,
+        "python scripts/results_lum.py",
+    ),
+    Claim(
+        "unimixer",
+        "UniMixer",
+        "learned mixing ≥ RankMixer's fixed transpose",
+        "ΔAUC learned mixing − RankMixer transpose (planted pairing)",
+        0.1,
+        "tests/claims/test_unimixer_claim.py",
+        _unimixer,
+        "python scripts/results_mixers.py --logit-lr-scale 10 --epochs 5",
+    ),
+    Claim(
+        "apg",
+        "APG",
+        "APG beats its static twin at equal serving cost",
+        "ΔAUC APG − static twin (instance-specific weights)",
+        0.04,
+        "tests/claims/test_apg_claim.py",
+        _apg,
+        "python scripts/results_mixers.py (APG rows)",
+    ),
+    Claim(
+        "bh",
+        "BH",
+        "≈ 99% of the full table's AUC lift with a 1000× smaller table",
+        "fraction of the full table's lift kept at 128× (code_bits = ceil(log2 V))",
+        0.85,
+        "tests/claims/test_bh_claim.py",
+        _bh,
+        "python scripts/results_embeddings.py --studies bh",
+        paper=0.99,
+    ),
+    Claim(
+        "amtl",
+        "AMTL",
+        "≈ 60% fewer stored embedding values at equal quality",
+        "fraction of values saved (rank-1 fields; AUC within 0.01 asserted by the test)",
+        0.6,
+        "tests/claims/test_amtl_claim.py",
+        _amtl,
+        "python scripts/results_embeddings.py --studies amtl",
+        paper=0.6,
+    ),
+    Claim(
+        "pcf_gnn",
+        "PCF-GNN",
+        "better than no cross features, close to the exact table, useful on unseen pairs",
+        "ΔAUC on unseen pairs, GNN feature − exact table",
+        0.15,
+        "tests/claims/test_pcf_gnn_claim.py",
+        _pcf,
+        "python scripts/results_embeddings.py --studies pcf",
+    ),
+    Claim(
+        "exfm",
+        "ExFM",
+        "VMs distilling the FM through the auxiliary head beat VMs without the FM",
+        "ΔAUC aux head − no FM (FM trained on 20× the VM's rows)",
+        0.02,
+        "tests/claims/test_exfm_claim.py",
+        _exfm,
+        "python scripts/results_streaming.py --only exfm --fm-batches 0",
+    ),
+    Claim(
+        "ocarm",
+        "OCARM",
+        "the distilled student beats the plain student",
+        "ΔAUC distilled − plain student (engagement 90% predictable)",
+        0.03,
+        "tests/claims/test_ocarm_claim.py",
+        _ocarm,
+        "python scripts/results_streaming.py --only ocarm (data.preset=retention)",
+    ),
+]
+
+
+def interval(values: list[float]) -> tuple[float, float, float]:
+    """(mean, low, high): the 95% Student-t interval over seeds (a point when one seed)."""
+    m = statistics.fmean(values)
+    if len(values) < 2:
+        return m, m, m
+    half = T95.get(len(values) - 1, 1.96) * statistics.stdev(values) / math.sqrt(len(values))
+    return m, m - half, m + half
+
+
+def verdict(c: Claim, low: float, high: float, n: int) -> str:
+    """With a paper figure: reproduced (low ≥ it) / not reproduced (high < it) / inconclusive.
+    Otherwise: shown (the interval excludes no effect, 0) / contradicted (it lies below 0) /
+    inconclusive."""
+    if n < 2:
+        return "one seed: no interval"
+    if c.paper is not None:
+        if low >= c.paper:
+            return f"reproduced (≥ {c.paper:g})"
+        if high < c.paper:
+            return f"not reproduced (< {c.paper:g})"
+        return f"inconclusive (paper {c.paper:g})"
+    if low > 0:
+        return "shown"
+    if high < 0:
+        return "contradicted"
+    return "inconclusive"
+
+
+def measure_all(out: Path, seeds: list[int], only: list[str] | None) -> None:
+    for c in CLAIMS:
+        if only and c.key not in only:
+            continue
+        for seed in seeds:
+            path = out / f"{c.key}_seed{seed}.json"
+            if path.exists():
+                continue
+            t0 = time.time()
+            effect, figures = c.measure(seed)
+            write_json_atomic(
+                path,
+                {
+                    "claim": c.key,
+                    "seed": seed,
+                    "effect": effect,
+                    "figures": figures,
+                    "seconds": time.time() - t0,
+                },
+            )
+            print(f"{c.key} seed {seed}: effect {effect:+.4f} ({time.time() - t0:.0f} s)", flush=True)
+
+
+def table(out: Path, seeds: list[int]) -> list[str]:
+    lines = [
+        START,
+        "## Claims",
+        "",
+        "Generated by `scripts/results_claims.py` (do not edit by hand). *Planted data*: the claim "
+        f"test's mechanism, seeds {seeds} (each seed a new planted world and test set), mean and 95% "
+        "t-interval over seeds; **shown** when the interval excludes no effect (0), **contradicted** when "
+        "it lies below 0; where the paper gives a figure in the same units, **reproduced** / **not "
+        "reproduced** against it. The test itself asserts the threshold on seed 0. "
+        "*At convergence*: the paper-scale question on the synthetic world, with the command that "
+        "answers it.",
+        "",
+        "| method | claim (paper) | effect measured on planted data | planted data: mean [95% interval] (n) | "
+        "verdict (planted) | at convergence on the synthetic world |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in CLAIMS:
+        rs = [json.loads(p.read_text()) for s in seeds if (p := out / f"{c.key}_seed{s}.json").exists()]
+        if rs:
+            m, lo, hi = interval([r["effect"] for r in rs])
+            cell = f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}] ({len(rs)})"
+            v = verdict(c, lo, hi, len(rs))
+        else:
+            cell, v = "not run", "–"
+        lines.append(
+            f"| {c.method} | {c.claim} | {c.effect} (test: `{c.test}`, threshold {c.threshold:g}) | {cell} | "
+            f"{v} | not yet measured at convergence: `{c.convergence}` |"
+        )
+    lines += [
+        "",
+        "Known departures at the measured budgets (details in each test's comments and the pages below): "
+        "BH keeps 88–92% of the lift at 128×, not 99% at 1000×; AMTL's widths follow the penalty, not "
+        "each field's need (on a rank-4 task the same penalty loses 0.04–0.06 AUC); ExFM's gain needs "
+        "one pass over the VM's stream (many full-batch epochs erase it) and an FM that beats the VMs; "
+        "LUM's gain needs the InfoNCE pre-training to leave its plateau. PCF-GNN's storage claim is "
+        "contradicted by the embeddings page's own runs (the GNN stores 55.6× more values than the "
+        "exact table on synthetic_criteo, 11.7× on synthetic; issue 13): its storage advantage needs "
+        "more field pairs and values than those worlds have.",
+        END,
+    ]
+    return lines
+
+
+def write(lines: list[str], page: Path) -> None:
+    text = page.read_text()
+    block = "\n".join(lines)
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:  # after the page's first paragraph block (the title and its introduction)
+        title, _, body = text.partition("\n\n")
+        intro, _, tail = body.partition("\n\n")
+        text = f"{title}\n\n{intro}\n\n{block}\n\n{tail}"
+    page.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--only", nargs="+", choices=[c.key for c in CLAIMS], default=None)
+    ap.add_argument("--out", default=str(ROOT / "outputs" / "claims"))
+    ap.add_argument("--page", default=str(ROOT / "docs" / "results.md"))
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args()
+    out = Path(args.out)
+    if not args.report_only:
+        import torch
+
+        torch.set_num_threads(1)
+        measure_all(out, args.seeds, args.only)
+    write(table(out, args.seeds), Path(args.page))
+    print(f"wrote the claims table into {args.page}")
+
+
+if __name__ == "__main__":
+    main()
