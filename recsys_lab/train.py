@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from recsys_lab.callbacks import Throughput
-from recsys_lab.checkpoint import load_embedding_tables
+from recsys_lab.checkpoint import load_embedding_tables, load_model_weights
 from recsys_lab.data.datamodule import DataModule
 from recsys_lab.data.schema import Schema
 from recsys_lab.models.base import CTRModel
@@ -61,7 +61,13 @@ def build(cfg: DictConfig) -> tuple[DataModule, CTRModel, L.LightningModule]:
     datamodule.setup()
     model = build_model(cfg, datamodule.schema)
     if cfg.init.checkpoint:
-        load_embedding_tables(model, cfg.init.checkpoint)
+        scope = cfg.init.get("scope", "tables")
+        if scope == "tables":
+            load_embedding_tables(model, cfg.init.checkpoint)
+        elif scope == "model":
+            load_model_weights(model, cfg.init.checkpoint)
+        else:
+            raise ValueError(f"init.scope must be `tables` or `model`, got {scope!r}")
     task = instantiate(cfg.task, model=model)
     return datamodule, model, task
 

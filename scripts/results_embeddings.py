@@ -150,7 +150,9 @@ def run_bh_amtl(args: argparse.Namespace) -> None:
                     if args.only and name not in args.only:
                         continue
                     extra = (
-                        [f"init.checkpoint={full['best_checkpoint']}"] if name.startswith("amtl_warm") else []
+                        [f"init.checkpoint={full['best_checkpoint']}", "init.scope=model"]
+                        if name.startswith("amtl_warm")
+                        else []
                     )
                     _train(root / name / f"seed{seed}", [*base, *ov, *extra])
 
@@ -365,8 +367,8 @@ def report(args: argparse.Namespace, command: str) -> str:
         "- AMTL without a width penalty has no incentive to drop dimensions and keeps every value at",
         "  full width; the penalty trades AUC for stored values. Equal-AUC operating points need a",
         "  λ sweep (`embedding.width_penalty`), which these settings only sample. The warm starts copy",
-        "  only the embedding table (`init.checkpoint`); DCNv2's dense layers restart from scratch and",
-        "  get one epoch, which accounts for part of their AUC gap.",
+        "  the whole trained model (`init.checkpoint` with `init.scope=model`); only AMTL's width MLPs",
+        "  start fresh. (Pages generated before this change warm-started the embedding table only.)",
         "- PCF-GNN rows compare the same DCNv2 on the same rows and seed; the exact table's training",
         "  features are leave-one-out, so no training feature contains its own click.",
         "",

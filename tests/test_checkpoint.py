@@ -58,3 +58,22 @@ def test_whole_model_warm_start_copies_every_shared_weight(tmp_path):
     with pytest.raises(ValueError, match="none of"):
         torch.save({"state_dict": {"other.x": torch.zeros(1)}}, tmp_path / "x.ckpt")
         load_model_weights(target, tmp_path / "x.ckpt")
+
+
+@pytest.mark.usefixtures("hydra_ctx")
+def test_init_scope_model_warm_starts_every_layer(tmp_path):
+    from recsys_lab.train import build, run
+    from tests.conftest import compose_train
+
+    common = ("debug=fast_dev_run", "model=dnn", "model.hidden_units=[8]")
+    first = run(
+        compose_train(tmp_path / "a", *common, "callbacks=default", "callbacks.rich_progress_bar=null")
+    )
+    ckpt = first["best_checkpoint"]
+    for scope, dense_equal in (("model", True), ("tables", False)):
+        cfg = compose_train(tmp_path / scope, *common, f"init.checkpoint={ckpt}", f"init.scope={scope}")
+        _, model, _ = build(cfg)
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+        dense = [n for n in model.state_dict() if "embedding" not in n]
+        same = all(torch.equal(model.state_dict()[n], state[f"model.{n}"]) for n in dense)
+        assert same is dense_equal, scope
