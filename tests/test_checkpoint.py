@@ -65,10 +65,8 @@ def test_init_scope_model_warm_starts_every_layer(tmp_path):
     from recsys_lab.train import build, run
     from tests.conftest import compose_train
 
-    common = ("debug=fast_dev_run", "model=dnn", "model.hidden_units=[8]")
-    first = run(
-        compose_train(tmp_path / "a", *common, "callbacks=default", "callbacks.rich_progress_bar=null")
-    )
+    common = ("debug=tiny", "model=dnn", "model.hidden_units=[8]", "logger=none", "num_threads=1")
+    first = run(compose_train(tmp_path / "a", *common))
     ckpt = first["best_checkpoint"]
     for scope, dense_equal in (("model", True), ("tables", False)):
         cfg = compose_train(tmp_path / scope, *common, f"init.checkpoint={ckpt}", f"init.scope={scope}")
