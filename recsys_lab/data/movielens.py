@@ -151,10 +151,16 @@ def recbole_variant(folder: Path, stem: str) -> _Variant:
         columns = [_RECBOLE_NAMES.get(f, f) for f in fields]
         missing = [n for n in needs if n not in columns]
         if missing or len(set(columns)) != len(columns):
+            theirs = {
+                "movie_id": "item_id",
+                "zip": "zip_code",
+                "year": "release_year",
+                "genres": "class or genre",
+            }
             raise DataError(
-                f"{path}: the RecBole header {fields} lacks {missing or 'unique column names'} "
-                f"(needed, as RecBole names them: {[k for k, v in _RECBOLE_NAMES.items() if v in needs] + [n for n in needs if n not in _RECBOLE_NAMES.values()]}). "
-                "Give the unmodified atomic files of a MovieLens dataset (e.g. recbole/dataset_example/ml-100k/)."
+                f"{path}: the RecBole header names the columns {fields}, which lack "
+                f"{', '.join(theirs.get(n, n) for n in missing) if missing else 'unique names'}. Give the "
+                "unmodified atomic files of a MovieLens dataset (e.g. recbole/dataset_example/ml-100k/)."
             )
         layouts.append(
             _layout(f"RecBole {stem}.{ext} (tab-separated, name:type header)", "\t", columns, numeric, "utf-8", needs, header=True)
