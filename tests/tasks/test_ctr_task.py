@@ -119,5 +119,5 @@ def test_plateau_needs_its_metric_and_plain_reduce_on_plateau_is_refused():
     with pytest.raises(ValueError, match="PlateauDecay"):
         plain.configure_optimizers()
     task = make_task(LinearModel(tiny_schema()), scheduler=partial(PlateauDecay, monitor="val/auc"))
-    with pytest.raises(RuntimeError, match="val/auc.*not logged"):
+    with pytest.raises(RuntimeError, match=r"val/auc.*not logged"):
         trainer(max_epochs=1).fit(task, train_dataloaders=loader())  # no validation
