@@ -66,6 +66,18 @@ NO_HISTORY = "DCNv2"
 REFERENCE = "FuxiCTR 2.3.10 DCNv2 (quoted from issue 14, not run here)"
 REFERENCE_AUC = "0.7863 ± 0.0017 (5 runs)"
 REPLICATES = 1000
+# Overrides every run has (not shown per row on the page).
+COMMON = (
+    "data=",
+    "data.path=",
+    "data.split=",
+    "data.cache_dir=",
+    "seed=",
+    "num_threads=",
+    "task_name=",
+    "logger=",
+    "print_table=",
+)
 
 
 def slug(name: str) -> str:
@@ -197,8 +209,16 @@ def cmd_run(args: argparse.Namespace) -> None:
         raise SystemExit(
             f"--data-path {args.data_path} is not a folder: give the unzipped MovieLens folder (docs/data.md)."
         )
+    failed = []
     for group, name, o, split, h, seed in jobs(args):
-        train_one(run_dir(args.out, group, split, name, h, seed), group, name, o, split, h, seed, args)
+        folder = run_dir(args.out, group, split, name, h, seed)
+        try:
+            train_one(folder, group, name, o, split, h, seed, args)
+        except Exception as e:  # one failed run must not stop the others; it stays unfinished
+            print(f"FAILED {folder}: {type(e).__name__}: {e}", flush=True)
+            failed.append(folder)
+    if failed:
+        raise SystemExit(f"{len(failed)} run(s) failed (re-run to retry): {', '.join(map(str, failed))}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -314,7 +334,7 @@ def model_table(runs: list[dict[str, Any]], variants: list[str], boot: Bootstrap
             f"{mean_sd([x['test/logloss'] for x in m])} | {mean_sd([x['val/auc'] for x in m])} | "
             f"{statistics.mean(x['epochs'] for x in m):.1f} | {statistics.mean(r['wall_s'] for r in rs):.0f} | "
             f"{statistics.mean(x['train/samples_per_s'] for x in m):,.0f} | "
-            f"`{' '.join(o for o in rs[0]['overrides'] if o.startswith(('model', 'task=', 'callbacks=', '~')))}` |"
+            f"`{' '.join(o for o in rs[0]['overrides'] if not o.startswith(COMMON))}` |"
         )
     return lines
 

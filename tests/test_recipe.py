@@ -21,8 +21,9 @@ def resolved(tmp_path, *overrides):
 @pytest.mark.parametrize("model", ["dnn", "deepfm", "dcnv2"])
 def test_movielens_selects_its_recipe(tmp_path, model):
     c = resolved(tmp_path, "data=movielens", f"model={model}")
-    assert c["data"]["batch_size"] == 1024 and c["trainer"]["max_epochs"] == 10
-    assert c["model"]["hidden_units"] == [400, 400, 400]
+    assert c["data"]["batch_size"] == 512 and c["trainer"]["max_epochs"] == 10
+    assert c["model"]["hidden_units"] == [400, 400, 400] and c["model"]["dropout"] == 0.25
+    assert c["embedding"]["dim"] == 32 and c["task"]["optimizer"]["lr"] == 5e-4
     stop = c["callbacks"]["early_stopping"]
     assert (
         stop["_target_"].endswith("EarlyStopping") and stop["monitor"] == "val/auc" and stop["patience"] == 2
@@ -31,14 +32,17 @@ def test_movielens_selects_its_recipe(tmp_path, model):
     sched = c["task"]["scheduler"]
     assert sched["_target_"] == "recsys_lab.tasks.optim.PlateauDecay"
     assert (sched["monitor"], sched["factor"], sched["embedding"]) == ("val/auc", 0.1, True)
-    assert "weight_decay" in c["task"]["sparse_optimizer"]
+    assert (
+        c["task"]["sparse_optimizer"]["lr"] == 3e-3 and c["task"]["sparse_optimizer"]["weight_decay"] == 2e-4
+    )
 
 
 def test_synthetic_defaults_are_unchanged(tmp_path):
     c = resolved(tmp_path)  # data=synthetic, model=dcnv2
     assert c["data"]["_target_"].endswith("SyntheticDataModule") and "recipe" not in c
     assert c["data"]["batch_size"] == 1024 and c["trainer"]["max_epochs"] == 3
-    assert c["model"]["hidden_units"] == [256, 128]
+    assert c["model"]["hidden_units"] == [256, 128] and c["model"]["dropout"] == 0.0
+    assert c["embedding"]["dim"] == 16 and c["task"]["optimizer"]["lr"] == 1e-3
     assert set(c["callbacks"]) == {"model_checkpoint", "rich_progress_bar", "throughput"}
     assert c["task"]["scheduler"] is None
     assert c["task"]["sparse_optimizer"] == {
@@ -63,6 +67,7 @@ def test_command_line_experiments_and_debug_win_over_the_recipe(tmp_path):
         None,
     )
     assert off["model"]["hidden_units"] == [256, 128] and "early_stopping" not in off["callbacks"]
+    assert off["embedding"]["dim"] == 16 and off["model"]["dropout"] == 0.0
 
 
 @pytest.mark.parametrize("model", ["dcnv2", "rankmixer", "din"])
