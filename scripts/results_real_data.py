@@ -189,8 +189,9 @@ def jobs(args: argparse.Namespace) -> list[tuple[str, str, list[str], str, int |
             for split in args.seq_splits:
                 for seed in args.seq_seeds:
                     for name, o in SEQUENCE.items():
-                        h = None if name == NO_HISTORY else args.history
-                        out.append((group, name, o, split, h, seed))
+                        if not args.models or slug(name) in args.models:
+                            h = None if name == NO_HISTORY else args.history
+                            out.append((group, name, o, split, h, seed))
         elif group == "history":
             for seed in args.history_seeds:
                 for h in args.histories:
@@ -552,7 +553,7 @@ def main() -> None:
     r.add_argument("--groups", nargs="*", default=["tabular", "baseline", "sequence", "history"])
     r.add_argument("--splits", nargs="*", default=["random", "time"])
     r.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
-    r.add_argument("--models", nargs="*", default=None, help="tabular variant slugs (default: all)")
+    r.add_argument("--models", nargs="*", default=None, help="tabular and sequence variant slugs (default: all)")
     r.add_argument("--seq-splits", nargs="*", default=["random"])
     r.add_argument("--seq-seeds", type=int, nargs="*", default=[0, 1, 2])
     r.add_argument("--history", type=int, default=50, help="data.max_history of the sequence group")
