@@ -553,7 +553,9 @@ def main() -> None:
     r.add_argument("--groups", nargs="*", default=["tabular", "baseline", "sequence", "history"])
     r.add_argument("--splits", nargs="*", default=["random", "time"])
     r.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
-    r.add_argument("--models", nargs="*", default=None, help="tabular and sequence variant slugs (default: all)")
+    r.add_argument(
+        "--models", nargs="*", default=None, help="tabular and sequence variant slugs (default: all)"
+    )
     r.add_argument("--seq-splits", nargs="*", default=["random"])
     r.add_argument("--seq-seeds", type=int, nargs="*", default=[0, 1, 2])
     r.add_argument("--history", type=int, default=50, help="data.max_history of the sequence group")
