@@ -346,7 +346,7 @@ def sweep_section(sweep: Path | None) -> list[str]:
     import optuna
 
     storage = f"sqlite:///{sweep / 'optuna.db'}"
-    names = optuna.get_all_study_names(storage)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
     lines = []
     for name in names:
         study = optuna.load_study(study_name=name, storage=storage)
@@ -448,6 +448,14 @@ def cmd_report(args: argparse.Namespace) -> None:
             "rating as the action; `data.max_history`); DCNv2 reads none. Same defaults otherwise.",
             "",
         ]
+        epochs = sorted({o for r in rs for o in r["overrides"] if o.startswith("trainer.max_epochs=")})
+        if epochs:
+            lines += [
+                f"**Reduced** to fit the shared CPU: every run of this section, {NO_HISTORY} included, trains with "
+                f"`{', '.join(epochs)}` (not the recipe's 10), so all models see the same data; compare them with",
+                "each other, not with the tables above.",
+                "",
+            ]
         lines += model_table(rs, list(SEQUENCE), boot)
         base = [r for r in rs if r["variant"] == NO_HISTORY]
         if base:
