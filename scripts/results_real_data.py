@@ -479,6 +479,14 @@ def cmd_report(args: argparse.Namespace) -> None:
     if hs:
         split = hs[0]["split"]
         base = select(runs, group="sequence", split=split, variant=NO_HISTORY)
+        # The sequence section's runs of the same models (same settings) are points of the curve too.
+        same = {o for r in hs for o in r["overrides"] if o.startswith("trainer.")}
+        hs += [
+            r
+            for r in select(runs, group="sequence", split=split)
+            if r["variant"] in {x["variant"] for x in hs}
+            and {o for o in r["overrides"] if o.startswith("trainer.")} == same
+        ]
         lines += [f"## Test AUC against `data.max_history` ({split} split)", ""]
         models = [m for m in SEQUENCE if any(r["variant"] == m for r in hs)]
         lines += ["| max_history | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
