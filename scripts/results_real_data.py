@@ -60,7 +60,8 @@ SEQUENCE: dict[str, list[str]] = {
     "DCNv2": ["model=dcnv2"],
     "DIN": ["model=din"],
     "HSTU": ["model=hstu", "model.kernel=padded"],
-    "GRAB": ["model=grab", "task=grab", "model.kernel=padded"],
+    # CamA: one head group per channel; MovieLens has 6 action types (click, rating_1..5): 7 channels.
+    "GRAB": ["model=grab", "task=grab", "model.kernel=padded", "model.num_heads=7"],
 }
 NO_HISTORY = "DCNv2"
 REFERENCE = "FuxiCTR 2.3.10 DCNv2 (quoted from issue 14, not run here)"
