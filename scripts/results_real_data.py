@@ -411,6 +411,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         f"Wall time is per run (training and evaluation, one thread on a shared 2-core machine); {len(runs)} runs,",
         f"{total_wall / 60:.0f} minutes in all.",
         "",
+        *([*Path(args.reductions).read_text().strip().splitlines(), ""] if args.reductions else []),
         "## How these numbers were made",
         "",
         "```bash",
@@ -589,6 +590,9 @@ def main() -> None:
     p.add_argument("--sweep-command", default=None, help="the sweep's command line, for the page")
     p.add_argument("--command", nargs="*", default=None, help="the run command lines, for the page")
     p.add_argument("--notes", default=None, help="a markdown file appended after the tuning section")
+    p.add_argument(
+        "--reductions", default=None, help="a markdown file on what was reduced or not run, after the intro"
+    )
     p.add_argument("--replicates", type=int, default=REPLICATES)
     p.set_defaults(func=cmd_report)
     args = ap.parse_args()
