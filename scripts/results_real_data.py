@@ -472,8 +472,11 @@ def cmd_report(args: argparse.Namespace) -> None:
         if split == "random":
             lines += [
                 "",
-                "On the random split a training sample's history can hold ratings that are themselves test",
-                "samples (they happened earlier); the leave-last-out split has no such overlap.",
+                "**Leakage on the random split:** a test rating is also an event in the histories of the same",
+                "user's later training samples, so sequence models see its click as an input while training,",
+                "and GRAB's every-event loss (`task=grab`) is trained to predict it: random-split gains of the",
+                "sequence models, GRAB's above all, overstate what the history is worth. On the leave-last-out",
+                "split each user's test rating is their last, in no training sample's history: that is the fair test.",
             ]
         lines.append("")
     # -- history sweep
