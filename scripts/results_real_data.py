@@ -493,6 +493,8 @@ def cmd_report(args: argparse.Namespace) -> None:
             and {o for o in r["overrides"] if o.startswith("trainer.")} == same
         ]
         lines += [f"## Test AUC against `data.max_history` ({split} split)", ""]
+        if split == "random":
+            lines += ["Random split: the leakage note above applies to every point.", ""]
         models = [m for m in SEQUENCE if any(r["variant"] == m for r in hs)]
         lines += ["| max_history | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
         for h in sorted({r["history"] for r in hs}):
