@@ -446,7 +446,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         lines += [f"## Does the history help? Sequence models against DCNv2 ({split} split)", ""]
         hist = sorted({r["history"] for r in rs if r["history"] is not None})
         lines += [
-            f"DIN, HSTU and GRAB read the user's {', '.join(map(str, hist))} most recent earlier ratings (movie, genre, "
+            f"The sequence models read the user's {', '.join(map(str, hist))} most recent earlier ratings (movie, genre, "
             "rating as the action; `data.max_history`); DCNv2 reads none. Same defaults otherwise.",
             "",
         ]
