@@ -162,6 +162,55 @@ def auc(probs: Tensor, labels: Tensor) -> float:
     return float(_sorted_group_auc(key, y, new_group)[0][0])
 
 
+def bootstrap_auc(probs: Tensor, labels: Tensor, replicates: int = 1000, seed: int = 0) -> Tensor:
+    """AUCs of several runs' predictions on the same bootstrap resamples of the rows.
+
+    Resample ``k`` draws ``n`` row indices uniformly with replacement (``torch.randint`` from a
+    generator seeded with ``seed``, one draw per resample in order) and every run is scored on
+    those rows, so differences between runs can be taken resample by resample (a paired
+    bootstrap). Each resample is a weighting of the rows, so one sort per run serves them all.
+
+    Args:
+        probs: ``[R, n]`` probabilities of ``R`` runs on the same ``n`` rows (or ``[n]``).
+        labels: ``[n]`` 0/1 labels (above 0.5 counts as positive).
+        replicates: number of resamples ``K``.
+        seed: seed of the resampling.
+
+    Returns:
+        float64 ``[K, R]``: the AUC of run ``r`` on resample ``k`` (ties count half; NaN where a
+        resample holds one class only).
+    """
+    probs = probs.reshape(1, -1) if probs.dim() == 1 else probs
+    if probs.dim() != 2 or probs.shape[1] != labels.numel():
+        raise ValueError(
+            f"bootstrap_auc: probs has shape {tuple(probs.shape)} but labels has {labels.numel()} rows; "
+            "give probs as [runs, rows] with one label per row."
+        )
+    for r in range(probs.shape[0]):
+        _check_inputs("bootstrap_auc", probs[r], labels.reshape(-1))
+    n = labels.numel()
+    gen = torch.Generator().manual_seed(seed)
+    counts = torch.stack(
+        [torch.bincount(torch.randint(n, (n,), generator=gen), minlength=n) for _ in range(replicates)]
+    ).double()  # [K, n] times each row is drawn
+    y = (labels.reshape(-1).cpu() > 0.5).double()
+    out = torch.empty(replicates, probs.shape[0], dtype=torch.float64)
+    for r in range(probs.shape[0]):
+        key, order = torch.sort(_order_key(probs[r].detach().cpu()))
+        group = torch.zeros(n, dtype=torch.long)
+        group[1:] = (key[1:] != key[:-1]).long().cumsum(0)  # tie groups, in ascending order
+        w = counts[:, order]  # [K, n]
+        pos = torch.zeros(replicates, int(group[-1]) + 1, dtype=torch.float64)
+        neg = torch.zeros_like(pos)
+        pos.index_add_(1, group, w * y[order])
+        neg.index_add_(1, group, w * (1 - y[order]))
+        below = neg.cumsum(1) - neg  # [K, G] negatives ranked strictly below each tie group
+        n_pos, n_neg = pos.sum(1), neg.sum(1)
+        u = (pos * (below + 0.5 * neg)).sum(1)
+        out[:, r] = torch.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg).clamp_min(1), float("nan"))
+    return out
+
+
 def gauc(probs: Tensor, labels: Tensor, groups: Tensor) -> float:
     """Group (user) AUC: per-group AUC weighted by the group's number of impressions.
 

@@ -436,3 +436,24 @@ def test_bootstrap_interval_covers_the_truth_and_pairs_differences():
     assert dlo < auc(p, y) - auc(q, y) < dhi and dhi - dlo < 0.5 * (hi - lo), (dlo, dhi)
     with pytest.raises(ValueError, match="must match"):
         bootstrap_interval(auc, p[:5], y)
+
+
+def test_bootstrap_auc_scores_every_run_on_the_same_resamples():
+    from recsys_lab.metrics import auc, bootstrap_auc
+
+    g = torch.Generator().manual_seed(3)
+    y = (torch.rand(300, generator=g) < 0.3).float()
+    probs = torch.stack(
+        [torch.rand(300, generator=g), (0.6 * y + torch.rand(300, generator=g)) / 1.6]
+    )  # [2, 300]
+    probs[0, :50] = 0.5  # ties
+    got = bootstrap_auc(probs, y, replicates=20, seed=7)  # [20, 2]
+    gen = torch.Generator().manual_seed(7)
+    for k in range(20):
+        idx = torch.randint(300, (300,), generator=gen)  # the documented draw
+        for r in range(2):
+            assert got[k, r].item() == pytest.approx(auc(probs[r, idx], y[idx]), abs=1e-9)
+    assert got[:, 1].mean() > got[:, 0].mean() + 0.2
+    assert 0.005 < float(got[:, 1].std()) < 0.1  # resampling noise of 300 rows
+    with pytest.raises(ValueError, match="one label per row"):
+        bootstrap_auc(probs[:, :10], y)

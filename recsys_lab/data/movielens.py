@@ -5,7 +5,13 @@ Layouts (``data.path`` is the unzipped folder):
 - ml-100k: ``u.data`` (user, movie, rating, timestamp; tab-separated), ``u.user``
   (user|age|gender|occupation|zip), ``u.item`` (movie|title|release date|video date|URL|19 genre flags);
 - ml-1m: ``ratings.dat`` (user::movie::rating::timestamp), ``users.dat``
-  (user::gender::age::occupation::zip), ``movies.dat`` (movie::title::genres, ``|``-separated).
+  (user::gender::age::occupation::zip), ``movies.dat`` (movie::title::genres, ``|``-separated);
+- RecBole atomic files (``variant=recbole``, e.g. the ml-100k folder that ships in the
+  ``recbole==1.2.1`` wheel under ``recbole/dataset_example/ml-100k/``): ``<name>.inter``
+  (``user_id``, ``item_id``, ``rating``, ``timestamp``), ``<name>.user`` (``user_id``, ``age``,
+  ``gender``, ``occupation``, ``zip_code``) and ``<name>.item`` (``item_id``, ``release_year``,
+  ``class`` or ``genre``: space-separated genres), tab-separated, each with a ``name:type`` header
+  line; columns are found by name, so their order does not matter.
 
 MovieLens' licence forbids redistribution, so no data is committed: download it from
 https://grouplens.org/datasets/movielens/.
@@ -37,7 +43,14 @@ from recsys_lab.data.cached import EVENTS, CachedDataModule, require_path
 from recsys_lab.data.preprocess.badrows import BadRowReport
 from recsys_lab.data.preprocess.cache import NpyWriter, write_json
 from recsys_lab.data.preprocess.errors import DataError
-from recsys_lab.data.preprocess.readers import LINE_COLUMN, TextLayout, iter_blocks, line_texts, parse_block
+from recsys_lab.data.preprocess.readers import (
+    LINE_COLUMN,
+    TextLayout,
+    first_line,
+    iter_blocks,
+    line_texts,
+    parse_block,
+)
 from recsys_lab.data.preprocess.split import SPLITS, TEST, TRAIN, VAL, random_codes, row_key
 from recsys_lab.data.preprocess.vocab import encode_with_vocab, fit_frequency_vocab
 from recsys_lab.data.schema import Feature, FeatureKind, FeatureRole, Schema
@@ -63,13 +76,22 @@ class _Variant:
     files: tuple[str, str, str]
 
 
-def _layout(name: str, sep: str, columns: Sequence[str], numeric: Sequence[str], encoding: str) -> TextLayout:
+def _layout(
+    name: str,
+    sep: str,
+    columns: Sequence[str],
+    numeric: Sequence[str],
+    encoding: str,
+    read: Sequence[str] | None = None,
+    header: bool = False,
+) -> TextLayout:
     return TextLayout(
         name=name,
         separator=sep,
         columns=tuple(columns),
-        read=tuple(columns),
+        read=tuple(columns if read is None else read),
         numeric=frozenset(numeric),
+        header=header,
         encoding=encoding,
     )
 
@@ -93,13 +115,64 @@ ML_1M = _Variant(
     ("ratings.dat", "users.dat", "movies.dat"),
 )  # fmt: skip
 VARIANTS = {v.name: v for v in (ML_100K, ML_1M)}
+RECBOLE = "recbole"
+"""``variant`` of RecBole's atomic files (built from the files' headers by :func:`recbole_variant`)."""
+# RecBole column names -> ours; the genre column is ``class`` (ml-100k) or ``genre`` (ml-1m).
+_RECBOLE_NAMES = {
+    "item_id": "movie_id",
+    "zip_code": "zip",
+    "release_year": "year",
+    "class": "genres",
+    "genre": "genres",
+}
+_RECBOLE_NEEDS = (
+    ("inter", ("user_id", "movie_id", "rating", "timestamp"), _RATING_COLUMNS),
+    ("user", ("user_id", "age", "gender", "occupation", "zip"), ("user_id",)),
+    ("item", ("movie_id", "year", "genres"), ("movie_id",)),
+)
+
+
+def _recbole_stems(folder: Path) -> list[str]:
+    """Names ``x`` with ``x.inter``, ``x.user`` and ``x.item`` in ``folder``."""
+    return sorted(
+        p.stem
+        for p in folder.glob("*.inter")
+        if all((folder / f"{p.stem}.{e}").is_file() for e in ("user", "item"))
+    )
+
+
+def recbole_variant(folder: Path, stem: str) -> _Variant:
+    """The layouts of RecBole atomic files ``<stem>.inter/.user/.item``, read from their header lines
+    (``name:type`` fields, tab-separated). Raises DataError naming a file that lacks a needed column."""
+    layouts = []
+    for ext, needs, numeric in _RECBOLE_NEEDS:
+        path = folder / f"{stem}.{ext}"
+        fields = [f.split(":", 1)[0].strip() for f in first_line(path, "latin-1").split("\t")]
+        columns = [_RECBOLE_NAMES.get(f, f) for f in fields]
+        missing = [n for n in needs if n not in columns]
+        if missing or len(set(columns)) != len(columns):
+            theirs = {
+                "movie_id": "item_id",
+                "zip": "zip_code",
+                "year": "release_year",
+                "genres": "class or genre",
+            }
+            raise DataError(
+                f"{path}: the RecBole header names the columns {fields}, which lack "
+                f"{', '.join(theirs.get(n, n) for n in missing) if missing else 'unique names'}. Give the "
+                "unmodified atomic files of a MovieLens dataset (e.g. recbole/dataset_example/ml-100k/)."
+            )
+        layouts.append(
+            _layout(f"RecBole {stem}.{ext} (tab-separated, name:type header)", "\t", columns, numeric, "utf-8", needs, header=True)
+        )  # fmt: skip
+    return _Variant(f"{RECBOLE}:{stem}", *layouts, (f"{stem}.inter", f"{stem}.user", f"{stem}.item"))
 
 
 class MovieLensDataModule(CachedDataModule):
     """MovieLens ml-100k / ml-1m as CTR data with histories (see the module docstring).
 
     Args (beyond :class:`~recsys_lab.data.cached.CachedDataModule`'s):
-        variant: ``auto`` (detected from the files), ``ml-100k`` or ``ml-1m``.
+        variant: ``auto`` (detected from the files), ``ml-100k``, ``ml-1m`` or ``recbole``.
         click_threshold: a rating at least this high is a click.
         max_history: most recent earlier ratings kept per sample (applied when loading; None = all).
     """
@@ -143,9 +216,9 @@ class MovieLensDataModule(CachedDataModule):
             num_workers=num_workers,
             seed=seed,
         )
-        if variant not in ("auto", *VARIANTS):
+        if variant not in ("auto", *VARIANTS, RECBOLE):
             raise ValueError(
-                f"movielens data: variant={variant!r} is unknown; use auto, {', '.join(VARIANTS)}"
+                f"movielens data: variant={variant!r} is unknown; use auto, {', '.join(VARIANTS)}, {RECBOLE}"
             )
         if max_history is not None and max_history < 0:
             raise ValueError(f"movielens data: max_history={max_history!r} must be >= 0 or null")
@@ -162,20 +235,34 @@ class MovieLensDataModule(CachedDataModule):
 
     # -- files ---------------------------------------------------------------------------------
     def _expected(self) -> str:
-        return " or ".join(f"a folder with {', '.join(v.files)} ({v.name})" for v in VARIANTS.values())
+        return " or ".join(
+            [f"a folder with {', '.join(v.files)} ({v.name})" for v in VARIANTS.values()]
+            + [f"RecBole atomic files <name>.inter, <name>.user, <name>.item ({RECBOLE})"]
+        )
 
     def _resolve_variant(self) -> _Variant:
         folder = require_path(self, self._expected())
         if not folder.is_dir():
             raise self.not_found(self._expected() + " (data.path must be the unzipped folder, not a file)")
-        candidates = [self.variant] if self.variant != "auto" else list(VARIANTS)
+        candidates = [self.variant] if self.variant != "auto" else [*VARIANTS, RECBOLE]
         for name in candidates:
+            if name == RECBOLE:
+                stems = _recbole_stems(folder)
+                if len(stems) > 1:
+                    raise DataError(
+                        f"{folder} holds the RecBole atomic files of several datasets {stems}; point "
+                        "data.path at a folder with one dataset's <name>.inter/.user/.item."
+                    )
+                if stems:
+                    return recbole_variant(folder, stems[0])
+                continue
             v = VARIANTS[name]
             if all((folder / f).is_file() for f in v.files):
                 return v
+        wanted = [f"{', '.join(VARIANTS[n].files)} ({n})" for n in candidates if n != RECBOLE]
+        wanted += [f"<name>.inter, <name>.user, <name>.item ({RECBOLE})" for n in candidates if n == RECBOLE]
         raise self.not_found(
-            " or ".join(f"{', '.join(VARIANTS[n].files)} ({n})" for n in candidates)
-            + f"; the folder holds {sorted(p.name for p in folder.iterdir())[:10]}"
+            " or ".join(wanted) + f"; the folder holds {sorted(p.name for p in folder.iterdir())[:10]}"
         )
 
     def input_files(self) -> list[Path]:
@@ -290,7 +377,7 @@ class MovieLensDataModule(CachedDataModule):
     def _read_ratings(self, path: Path, layout: TextLayout, report: BadRowReport) -> pl.DataFrame:
         """The ratings, with ratings outside [0.5, 5] or non-integer ids skipped as bad rows."""
         frames = []
-        for block in iter_blocks(path, 0, 64 << 20, self.max_rows_per_file):
+        for block in iter_blocks(path, int(layout.header), 64 << 20, self.max_rows_per_file):
             df = parse_block(block, layout, report, str(path))
             r = df.get_column("rating").to_numpy()
             ids = np.stack(
@@ -343,7 +430,8 @@ class MovieLensDataModule(CachedDataModule):
 
 
 def _read(path: Path, layout: TextLayout, report: BadRowReport, max_rows: int | None) -> pl.DataFrame:
-    frames = [parse_block(b, layout, report, str(path)) for b in iter_blocks(path, 0, 64 << 20, max_rows)]
+    blocks = iter_blocks(path, int(layout.header), 64 << 20, max_rows)
+    frames = [parse_block(b, layout, report, str(path)) for b in blocks]
     if not frames:
         raise DataError(f"{path} is empty. Check the file (an interrupted download or unzip?).")
     return pl.concat(frames)
@@ -356,7 +444,10 @@ def _dedupe(df: pl.DataFrame, key: str) -> pl.DataFrame:
 
 def _movie_features(movies: pl.DataFrame, variant: _Variant) -> pl.DataFrame:
     """``movie_id, genre, year`` from either variant's movie file."""
-    if variant is ML_100K:
+    if variant.name.startswith(RECBOLE):
+        genre = pl.col("genres").str.split(" ").list.first()
+        year = pl.col("year").str.extract(r"(\d{4})", 1)
+    elif variant is ML_100K:
         flags = [pl.col(f"genre_{i}") == "1" for i in range(len(GENRES_100K))]
         genre = pl.coalesce([pl.when(f).then(pl.lit(g)) for f, g in zip(flags, GENRES_100K)])
         year = pl.col("release_date").str.extract(r"(\d{4})\s*$", 1)

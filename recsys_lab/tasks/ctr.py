@@ -29,7 +29,7 @@ from recsys_lab.layers.embedding import FieldEmbedding
 from recsys_lab.metrics import CTRMetrics
 from recsys_lab.models.base import CTRModel, MultiTaskModel
 from recsys_lab.objectives.multitask import MultiTaskBCE
-from recsys_lab.tasks.optim import RowWiseSparseAdam
+from recsys_lab.tasks.optim import PlateauDecay, RowWiseSparseAdam
 
 OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
@@ -50,7 +50,9 @@ class CTRTask(L.LightningModule):
         optimizer: partial optimiser for dense parameters (called with the parameter list).
         sparse_optimizer: partial optimiser for embedding tables; ``None`` puts them in the dense
             optimiser (needs ``embedding.sparse_grad=false``).
-        scheduler: optional partial LR scheduler for the dense optimiser.
+        scheduler: optional partial LR scheduler for the dense optimiser. A
+            :class:`~recsys_lab.tasks.optim.PlateauDecay` is stepped after validation with the
+            metric it monitors, and with ``embedding=True`` also schedules the sparse optimiser.
         scheduler_interval: step the scheduler every ``epoch`` or every ``step``.
         label: which label of ``Batch.labels`` to fit; with a multi-task model, the primary label
             (one of ``model.labels``) whose metrics are the unprefixed ones.
@@ -148,7 +150,20 @@ class CTRTask(L.LightningModule):
                 optimizers.append(sparse_opt)
         if self.scheduler_factory is None:
             return optimizers
-        return optimizers, [self.scheduler_factory(dense_opt)]
+        scheduler = self.scheduler_factory(dense_opt)
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            if not isinstance(scheduler, PlateauDecay):
+                raise ValueError(
+                    "task.scheduler is ReduceLROnPlateau, which must be told the metric it watches: use "
+                    "_target_: recsys_lab.tasks.optim.PlateauDecay with monitor: val/auc (same arguments)."
+                )
+            if self.scheduler_interval != "epoch":
+                raise ValueError(
+                    "task.scheduler=PlateauDecay watches a validation metric: set task.scheduler_interval=epoch."
+                )
+            if scheduler.embedding and len(optimizers) > 1:
+                return optimizers, [scheduler, self.scheduler_factory(optimizers[1])]
+        return optimizers, [scheduler]
 
     def _check_grad_kind(self, opt: Optimizer, embedding: list[torch.nn.Parameter], key: str) -> None:
         """Fail at start-up, not at the first step, when table gradients and optimiser disagree."""
@@ -195,8 +210,23 @@ class CTRTask(L.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        if self.scheduler_factory is not None and self.scheduler_interval == "epoch":
-            self.lr_schedulers().step()
+        """Step epoch schedulers; Lightning calls this after the epoch's validation."""
+        if self.scheduler_factory is None or self.scheduler_interval != "epoch":
+            return
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            if isinstance(scheduler, PlateauDecay):
+                value = self.trainer.callback_metrics.get(scheduler.monitor)
+                if value is None:
+                    raise RuntimeError(
+                        f"task.scheduler=PlateauDecay watches {scheduler.monitor!r}, which was not logged "
+                        f"by the end of epoch {self.current_epoch} (logged: {sorted(self.trainer.callback_metrics)}). "
+                        "Validate every epoch (a val split, trainer.check_val_every_n_epoch=1) or change "
+                        "task.scheduler.monitor."
+                    )
+                scheduler.step(float(value))
+            else:
+                scheduler.step()
 
     # -- evaluation ----------------------------------------------------------------------------
     def _label_metrics(self, metrics: CTRMetrics) -> torch.nn.ModuleDict | None:

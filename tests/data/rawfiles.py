@@ -77,10 +77,12 @@ def write_lines(path: Path, lines: Sequence[str], gz: bool = False, newline: str
 def write_movielens(
     folder: Path, variant: str, users: int = 30, movies: int = 40, ratings: int = 900, seed: int = 0
 ) -> Path:
-    """A small MovieLens folder in the ``ml-100k`` or ``ml-1m`` layout; returns it.
+    """A small MovieLens folder in the ``ml-100k``, ``ml-1m`` or ``recbole`` layout (RecBole's
+    atomic files ``ml-100k.inter/.user/.item`` with ``name:type`` headers); returns it.
 
     Ratings are random (1..5) with distinct timestamps per user except planted ties: the first
-    two ratings of user 1 share one timestamp.
+    two ratings of user 1 share one timestamp. The ``recbole`` folder holds the same ratings, users
+    and movies (genre, year) as the ``ml-100k`` one drawn with the same arguments.
     """
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -103,6 +105,18 @@ def write_movielens(
                 + "|".join(flags)
             )
         (folder / "u.item").write_bytes(("\n".join(items) + "\n").encode("latin-1"))
+    elif variant == "recbole":
+        from recsys_lab.data.movielens import GENRES_100K
+
+        write_lines(
+            folder / "ml-100k.inter",
+            ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+            + [f"{u}\t{m}\t{r}\t{t}" for u, m, r, t in rows],
+        )
+        users_txt = [f"{u}\t{20 + u % 40}\t{'MF'[u % 2]}\t{('student', 'writer', 'other')[u % 3]}\t{55100 + u % 9}" for u in range(1, users + 1)]  # fmt: skip
+        write_lines(folder / "ml-100k.user", ["user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token", *users_txt])  # fmt: skip
+        items_txt = [f"{m}\tMovie {m}\t19{70 + m % 30}\t{GENRES_100K[1 + m % 18]} Drama" for m in range(1, movies + 1)]  # fmt: skip
+        write_lines(folder / "ml-100k.item", ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq", *items_txt])  # fmt: skip
     elif variant == "ml-1m":
         write_lines(folder / "ratings.dat", [f"{u}::{m}::{r}::{t}" for u, m, r, t in rows])
         write_lines(folder / "users.dat", [f"{u}::{'MF'[u % 2]}::{(1, 18, 25, 35)[u % 4]}::{u % 21}::{48000 + u}" for u in range(1, users + 1)])  # fmt: skip

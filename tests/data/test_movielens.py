@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from recsys_lab.data.movielens import ACTIONS, CATEGORICAL, MovieLensDataModule
-from recsys_lab.data.preprocess.errors import DatasetNotFoundError
+from recsys_lab.data.preprocess.errors import DataError, DatasetNotFoundError
 from recsys_lab.data.preprocess.split import SPLITS
 from recsys_lab.train import run
 from tests.conftest import compose_train
@@ -121,8 +121,29 @@ def test_random_split_and_click_threshold(tmp_path):
     assert clicks == (ratings.get_column("rating") == 5).sum()
 
 
+def test_recbole_atomic_files_give_the_same_samples_as_the_ml_100k_layout(tmp_path):
+    """RecBole's ml-100k.inter/.user/.item (headers, tab-separated, space-separated genres) are read
+    into the same samples, ids and histories as GroupLens' u.data/u.user/u.item with that content."""
+    ref = movielens(write_movielens(tmp_path / "grouplens", "ml-100k"), tmp_path)
+    folder = write_movielens(tmp_path / "recbole", "recbole")
+    dm = movielens(folder, tmp_path)
+    assert dm.manifest["variant"] == "recbole:ml-100k" and dm.manifest["rows"] == ref.manifest["rows"]
+    assert dm.manifest["bad_rows"]["bad_rows"] == 0
+    assert dm.manifest["vocab_sizes"] == ref.manifest["vocab_sizes"]
+    for split in SPLITS:
+        a, b = dm.split_data(split), ref.split_data(split)
+        for col in ("sparse", "click", "rating", "user", "hist_start", "hist_end"):
+            np.testing.assert_array_equal(np.asarray(a.arrays[col]), np.asarray(b.arrays[col]), err_msg=col)
+    assert movielens(folder, tmp_path, variant="recbole").manifest["variant"] == "recbole:ml-100k"
+    # A header without a needed column names the file and the column.
+    lines = (folder / "ml-100k.item").read_text().splitlines()
+    (folder / "ml-100k.item").write_text("\n".join([lines[0].replace("class", "kind"), *lines[1:]]) + "\n")
+    with pytest.raises(DataError, match=r"ml-100k\.item.*lack class or genre"):
+        movielens(folder, tmp_path / "other")
+
+
 def test_missing_folder_names_both_layouts(tmp_path):
-    with pytest.raises(DatasetNotFoundError, match=r"u\.data.*ratings\.dat.*grouplens"):
+    with pytest.raises(DatasetNotFoundError, match=r"u\.data.*ratings\.dat.*\.inter.*grouplens"):
         movielens(tmp_path / "nowhere", tmp_path)
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "ratings.dat").write_text("1::1::5::1\n")

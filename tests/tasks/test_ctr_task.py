@@ -83,3 +83,41 @@ def test_scheduler_steps_the_dense_learning_rate():
     t = trainer(max_epochs=2)
     t.fit(task, train_dataloaders=loader())
     assert t.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-2 * 0.25)
+
+
+def test_plateau_decay_scales_both_optimisers_after_validation():
+    """A model that cannot move (lr ~ 0) never improves val/auc: PlateauDecay (patience 0) divides
+    both learning rates by 10 after every epoch but the first, reading val/auc after validation."""
+    from recsys_lab.tasks.optim import PlateauDecay
+
+    task = CTRTask(
+        LinearModel(tiny_schema()),
+        optimizer=partial(torch.optim.AdamW, lr=1e-12),
+        sparse_optimizer=partial(torch.optim.SparseAdam, lr=1e-12),
+        scheduler=partial(PlateauDecay, monitor="val/auc", factor=0.1, patience=0, min_lr=0.0),
+    )
+    t = trainer(max_epochs=3)
+    t.fit(task, train_dataloaders=loader(), val_dataloaders=loader())
+    assert [o.param_groups[0]["lr"] for o in t.optimizers] == pytest.approx([1e-14, 1e-14])
+    task = CTRTask(
+        LinearModel(tiny_schema()),
+        optimizer=partial(torch.optim.AdamW, lr=1e-12),
+        sparse_optimizer=partial(torch.optim.SparseAdam, lr=1e-12),
+        scheduler=partial(PlateauDecay, factor=0.1, min_lr=0.0, embedding=False),
+    )
+    t = trainer(max_epochs=2)
+    t.fit(task, train_dataloaders=loader(), val_dataloaders=loader())
+    assert [o.param_groups[0]["lr"] for o in t.optimizers] == pytest.approx([1e-13, 1e-12])
+
+
+def test_plateau_needs_its_metric_and_plain_reduce_on_plateau_is_refused():
+    from recsys_lab.tasks.optim import PlateauDecay
+
+    plain = make_task(
+        LinearModel(tiny_schema()), scheduler=partial(torch.optim.lr_scheduler.ReduceLROnPlateau)
+    )
+    with pytest.raises(ValueError, match="PlateauDecay"):
+        plain.configure_optimizers()
+    task = make_task(LinearModel(tiny_schema()), scheduler=partial(PlateauDecay, monitor="val/auc"))
+    with pytest.raises(RuntimeError, match=r"val/auc.*not logged"):
+        trainer(max_epochs=1).fit(task, train_dataloaders=loader())  # no validation

@@ -50,3 +50,27 @@ def test_rejects_dense_gradients():
 def test_rejects_bad_hyperparameters():
     with pytest.raises(ValueError, match="lr"):
         RowWiseSparseAdam([nn.Parameter(torch.zeros(2, 2))], lr=0.0)
+
+
+def test_weight_decay_is_an_l2_penalty_on_the_looked_up_rows_only():
+    """weight_decay=w equals adding w/2·||looked-up rows||² to the loss (SparseAdam as reference)."""
+    g = torch.Generator().manual_seed(2)
+    ids = [torch.randint(0, 20, (16,), generator=g) for _ in range(5)]
+    got, _ = _run(RowWiseSparseAdam, ids, weight_decay=0.3)
+    torch.manual_seed(0)
+    table = nn.Embedding(50, 8, sparse=True)
+    init = table.weight.detach().clone()
+    opt = torch.optim.SparseAdam(table.parameters(), lr=0.05)
+    target = torch.randn(8)
+    for batch in ids:
+        opt.zero_grad()
+        rows = torch.unique(batch)
+        loss = ((table(batch) - target) ** 2).sum() + 0.15 * (table(rows) ** 2).sum()
+        loss.backward()
+        opt.step()
+    torch.testing.assert_close(got, table.weight.detach(), rtol=1e-5, atol=1e-6)
+    never = torch.ones(50, dtype=torch.bool)
+    never[torch.cat(ids)] = False
+    assert torch.equal(got[never], init[never])  # rows never looked up do not decay
+    plain, _ = _run(RowWiseSparseAdam, ids)
+    assert not torch.allclose(plain, got)

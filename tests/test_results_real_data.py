@@ -1,0 +1,103 @@
+"""scripts/results_real_data.py: the report from fake run outputs, the job list, skipping finished runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location(
+        "results_real_data", ROOT / "scripts" / "results_real_data.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["results_real_data"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def fake_run(script, out: Path, group: str, variant: str, split: str, history, seed: int, signal: float):
+    """A finished run folder: predictions whose AUC grows with ``signal``, and its metrics."""
+    import torch
+
+    from recsys_lab.metrics import auc
+
+    rng = np.random.default_rng(100 + seed)
+    labels = (np.random.default_rng(0).random(400) < 0.4).astype(np.float32)  # same rows for every run
+    probs = np.clip(0.5 + signal * (labels - 0.4) + 0.3 * rng.standard_normal(400), 0.01, 0.99).astype(
+        np.float32
+    )
+    folder = script.run_dir(out, group, split, variant, history, seed)
+    folder.mkdir(parents=True)
+    np.savez_compressed(folder / "predictions.npz", probs=probs, labels=labels)
+    a = auc(torch.from_numpy(probs), torch.from_numpy(labels))
+    metrics = {
+        "test/auc": a,
+        "test/logloss": 0.6,
+        "val/auc": a - 0.01,
+        "epochs": 4,
+        "train/samples_per_s": 1000.0,
+    }
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    meta = {"group": group, "variant": variant, "split": split, "history": history, "seed": seed,
+            "overrides": ["data=movielens", *script.TABULAR.get(variant, script.SEQUENCE.get(variant, []))],
+            "wall_s": 10.0, "test_rows": 400}  # fmt: skip
+    (folder / "run.json").write_text(json.dumps(meta))
+    return a
+
+
+def test_report_tables_intervals_and_differences(script, tmp_path, monkeypatch):
+    out = tmp_path / "runs"
+    aucs = {}
+    for seed in (0, 1, 2):
+        for variant, signal in (("DNN", 0.1), ("DCNv2", 0.3)):
+            aucs[variant, seed] = fake_run(script, out, "tabular", variant, "random", None, seed, signal)
+        fake_run(script, out, "sequence", "DCNv2", "random", None, seed, 0.3)
+        fake_run(script, out, "sequence", "GRAB", "random", 50, seed, 0.6)
+    for h, signal in ((8, 0.3), (32, 0.5), (128, 0.6)):
+        fake_run(script, out, "history", "GRAB", "random", h, 0, signal)
+    page = tmp_path / "page.md"
+    monkeypatch.setattr(
+        sys, "argv", ["x", "report", "--out", str(out), "--page", str(page), "--replicates", "200"]
+    )
+    script.main()
+    text = page.read_text()
+    dcn = [aucs["DCNv2", s] for s in (0, 1, 2)]
+    row = next(line for line in text.splitlines() if line.startswith("| DCNv2 | 3 |"))
+    assert f"{np.mean(dcn):.4f} ± {np.std(dcn, ddof=1):.4f}" in row
+    lo, hi = (float(x) for x in row.split("[")[1].split("]")[0].split(","))
+    assert lo < np.mean(dcn) < hi and hi - lo > 0.02  # 400 test rows: the interval holds row noise
+    assert "FuxiCTR" in text and "MovieLens-1M (not run here)" in text
+    diff = next(line for line in text.splitlines() if line.startswith("| GRAB | +"))
+    lo, hi = (float(x) for x in diff.split("[")[1].split("]")[0].split(","))
+    assert 0 < lo < hi  # GRAB's fake predictions are clearly better, on the same rows
+    assert "per doubling" in text and "| 128 |" in text
+    assert "tabular: DNN, random, seed 2" in text
+
+
+def test_run_skips_finished_runs_and_lists_jobs(script, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "runs"
+    fake_run(script, out, "tabular", "DNN", "random", None, 0, 0.2)
+    data = tmp_path / "ml"
+    data.mkdir()
+    argv = ["x", "run", "--data-path", str(data), "--out", str(out), "--groups", "tabular", "--splits", "random",
+            "--seeds", "0", "--models", "dnn"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    script.main()  # the only job is finished: nothing is trained
+    assert "skip tabular/random__dnn__hdefault__s0 (done)" in capsys.readouterr().out
+    args = script.main.__globals__["argparse"].Namespace(
+        groups=["tabular", "sequence", "history"], splits=["random", "time"], seeds=[0, 1], models=None,
+        seq_splits=["time"], seq_seeds=[0], history=50, histories=[8, 256], history_models=["GRAB"], history_seeds=[0],
+    )  # fmt: skip
+    jobs = script.jobs(args)
+    assert len(jobs) == 2 * 2 * len(script.TABULAR) + len(script.SEQUENCE) + 2
+    assert ("sequence", "DCNv2", ["model=dcnv2"], "time", None, 0) in jobs  # no history for the baseline
+    assert ("history", "GRAB", script.SEQUENCE["GRAB"], "time", 256, 0) in jobs
