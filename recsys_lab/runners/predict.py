@@ -39,6 +39,7 @@ from omegaconf import DictConfig
 from recsys_lab.data.cached import TabularDataModule
 from recsys_lab.data.preprocess.encode import EncodedBlock, RowErrors, TabularEncoder, encode_blocks
 from recsys_lab.data.preprocess.errors import DataError
+from recsys_lab.data.schema import FeatureKind
 from recsys_lab.models.base import CTRModel
 from recsys_lab.runners import stage
 from recsys_lab.runners.common import load_trained
@@ -98,6 +99,14 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         raise DataError(
             f"recsys-predict reads raw rows of a tabular click log (Criteo, Avazu); {run.ckpt_path} was trained on "
             f"{data.name} data. Use recsys-eval for its splits, or recsys-export to serve the model on encoded inputs."
+        )
+    unsupported = [
+        f.name for f in data.schema.features if f.kind in (FeatureKind.MULTI_VALUED, FeatureKind.SEQUENCE)
+    ]
+    if unsupported:
+        raise DataError(
+            f"recsys-predict cannot yet encode multi-valued or history columns ({', '.join(unsupported)}) of "
+            f"{run.ckpt_path}'s data. Score the run's splits with recsys-eval, or train without those columns."
         )
     path = Path(str(cfg.input)).expanduser()
     if not path.is_file():

@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from omegaconf import OmegaConf
 
 from recsys_lab.data.preprocess.badrows import BadRowReport
 from recsys_lab.data.preprocess.encode import TabularEncoder, encode_blocks
@@ -154,3 +155,36 @@ def test_a_run_on_synthetic_data_is_refused_clearly(tmp_path):
     _, ckpt = train_tiny(tmp_path / "syn", "model=dnn", "trainer.limit_train_batches=2", "test=false")
     with pytest.raises(DataError, match="reads raw rows of a tabular click log"):
         _predict(tmp_path, ckpt, ["1\t2"], "x.tsv")
+
+
+@pytest.mark.usefixtures("hydra_ctx")
+def test_predict_refuses_multi_valued_and_history_columns_clearly(tmp_path):
+    from recsys_lab.train import run
+    from tests.conftest import compose_train
+    from tests.data.rawfiles import TABULAR_SAMPLE
+
+    trained = run(
+        compose_train(
+            tmp_path,
+            "data=tabular_sample",
+            "debug=tiny",
+            "model=dnn",
+            "logger=none",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "num_threads=1",
+        )
+    )
+    cfg = OmegaConf.create(
+        {
+            "ckpt_path": trained["best_checkpoint"],
+            "input": str(TABULAR_SAMPLE),
+            "output": str(tmp_path / "s.parquet"),
+            "num_threads": 1,
+            "batch_size": 64,
+            "block_bytes": 1 << 20,
+            "max_bad_fraction": None,
+        }
+    )
+    with pytest.raises(DataError, match="cannot yet encode multi-valued or history columns"):
+        predict(cfg)
+    assert not (tmp_path / "s.parquet").exists()
