@@ -43,7 +43,15 @@ def test_synthetic_defaults_are_unchanged(tmp_path):
     assert c["data"]["batch_size"] == 1024 and c["trainer"]["max_epochs"] == 3
     assert c["model"]["hidden_units"] == [256, 128] and c["model"]["dropout"] == 0.0
     assert c["embedding"]["dim"] == 16 and c["task"]["optimizer"]["lr"] == 1e-3
-    assert set(c["callbacks"]) == {"model_checkpoint", "rich_progress_bar", "throughput"}
+    assert set(c["callbacks"]) == {
+        "model_checkpoint",
+        "rich_progress_bar",
+        "throughput",
+        "step_checkpoint",
+        "divergence",
+        "rng_state",
+        "adaptive_threads",
+    }  # fmt: skip  (callbacks/default.yaml: no early stopping)
     assert c["task"]["scheduler"] is None
     assert c["task"]["sparse_optimizer"] == {
         "_target_": "recsys_lab.tasks.optim.RowWiseSparseAdam", "_partial_": True, "lr": 1.0e-3,
