@@ -35,7 +35,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from recsys_lab.metrics import CTRMetrics
 from recsys_lab.runners import stage
-from recsys_lab.utils import write_json_atomic
+from recsys_lab.runners.stage import write_json_atomic
 
 METRICS = ("auc", "logloss", "ne", "gauc", "calibration")
 COLUMNS = ("vertical", "train_day", "day", "rows", *METRICS, "oracle_auc", "oracle_logloss")
@@ -119,7 +119,7 @@ def stream_vertical(
     import lightning as L
 
     from recsys_lab.data.synthetic.stream_datamodule import SyntheticStreamDataModule
-    from recsys_lab.train import build
+    from recsys_lab.runners.train import build
 
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     datamodule, model, task = build(cfg)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from recsys_lab.federated.mac import MacConfig, bianchi_throughput, simulate
-from recsys_lab.utils import write_json_atomic
+from recsys_lab.runners.stage import write_json_atomic
 
 NODES = (2, 5, 10, 20, 35, 50)
 LOADS = (0.1, 0.3, 0.5, 0.7, 0.9, 1.1, 1.4)

@@ -45,7 +45,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import open_dict  # noqa: E402
 
 from recsys_lab.runners.export import ServingModel, export_onnx, export_program, serving_model  # noqa: E402
-from recsys_lab.train import CONFIG_DIR, build  # noqa: E402
+from recsys_lab.runners.train import CONFIG_DIR, build  # noqa: E402
 
 MIXER: list[str] = []  # widths: matched_mixer() (the width search of scripts/results_mixers.py)
 APG = "{condition:%s,rank:16,overparam:64,hypernet_hidden:32,group_fields:[user]}"

@@ -180,7 +180,7 @@ def _compose(args: ChildArgs, output_dir: str) -> Any:
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    from recsys_lab.train import CONFIG_DIR
+    from recsys_lab.runners.stage import CONFIG_DIR
 
     overrides = [
         f"data={args.data}",
@@ -419,11 +419,11 @@ def child_main(args: ChildArgs) -> None:
     else:
         import lightning as L
 
-        from recsys_lab.train import build
+        from recsys_lab.runners.train import build
 
         with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
             cfg = _compose(args, tmp)
-            # As recsys_lab.train.run sets them up.
+            # As recsys_lab.runners.train.run sets them up.
             L.seed_everything(cfg.seed, workers=True, verbose=False)
             torch.set_flush_denormal(bool(cfg.get("flush_denormal", True)))
             t0 = time.perf_counter()

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from recsys_lab.data.synthetic.sequences import history_index  # noqa: E402
 from recsys_lab.data.synthetic.world import CLICK, DAY, World, WorldSpec, saturate  # noqa: E402
 from recsys_lab.metrics import auc, base_entropy, bootstrap_interval, logloss  # noqa: E402
-from recsys_lab.utils import write_json_atomic  # noqa: E402
+from recsys_lab.runners.stage import write_json_atomic  # noqa: E402
 
 HISTORY_KS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, None)
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from recsys_lab.utils import write_json_atomic  # noqa: E402
+from recsys_lab.runners.stage import write_json_atomic  # noqa: E402
 
 START, END = "<!-- claims table: start (scripts/results_claims.py) -->", "<!-- claims table: end -->"
 # Two-sided 95% Student t quantiles by degrees of freedom (n seeds - 1).

@@ -1,8 +1,8 @@
 """Embedding methods (BH, AMTL) and PCF-GNN: run the studies (optional) and write
 docs/results/embeddings.md.
 
-Three studies, each ``--seeds`` times, in one process (``recsys_lab.train.run`` and
-``recsys_lab.pipeline.run_pipeline``):
+Three studies, each ``--seeds`` times, in one process (``recsys_lab.runners.train.run`` and
+``recsys_lab.runners.pipeline.run_pipeline``):
 
 1. **bh** — DCNv2 with ``embedding=full`` vs ``embedding=binary_hash`` at table-size ratios near
    10×, 100×, 1000× (the exact ratio, full-table values / BH-table values, is reported), on
@@ -118,7 +118,7 @@ def _common(args: argparse.Namespace, seed: int) -> list[str]:
 def _train(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
     from hydra import compose
 
-    from recsys_lab.train import run
+    from recsys_lab.runners.train import run
 
     metrics_file = run_dir / "metrics.json"
     if metrics_file.is_file():
@@ -162,8 +162,8 @@ def _score_test(stage_dir: Path) -> tuple[Any, Any]:
     import torch
     from omegaconf import OmegaConf
 
-    from recsys_lab.checkpoint import load_state_dict
-    from recsys_lab.train import build
+    from recsys_lab.runners.checkpoint import load_state_dict
+    from recsys_lab.runners.train import build
 
     cfg = OmegaConf.load(stage_dir / "config.yaml")
     dm, model, _ = build(cfg)
@@ -183,7 +183,7 @@ def run_pcf(args: argparse.Namespace) -> None:
     from hydra import compose
 
     from recsys_lab.metrics import auc
-    from recsys_lab.pipeline import run_pipeline
+    from recsys_lab.runners.pipeline import run_pipeline
 
     for seed in args.seeds:
         for data in args.datasets:
@@ -402,7 +402,7 @@ def main() -> None:
     if not args.report_only:
         from hydra import initialize_config_dir
 
-        from recsys_lab.train import CONFIG_DIR
+        from recsys_lab.runners.stage import CONFIG_DIR
 
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             if {"bh", "amtl"} & set(args.studies):

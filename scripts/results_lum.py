@@ -60,8 +60,8 @@ def run_all(args: argparse.Namespace) -> None:
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import open_dict
 
-    from recsys_lab.pipeline import run_pipeline
-    from recsys_lab.train import CONFIG_DIR, run
+    from recsys_lab.runners.pipeline import run_pipeline
+    from recsys_lab.runners.train import CONFIG_DIR, run
 
     os.environ.setdefault("WANDB_MODE", "offline")
     out = Path(args.out).resolve()

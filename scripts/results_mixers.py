@@ -1,6 +1,6 @@
 """Token mixers and APG: run the comparison (optional) and write docs/results/mixers.md (+ PNG).
 
-Three studies, each run ``--seeds`` times through ``recsys_lab.train.run`` (in one process):
+Three studies, each run ``--seeds`` times through ``recsys_lab.runners.train.run`` (in one process):
 
 1. **matched** — DCNv2, RankMixer, UniMixer, UniMixing-Lite and the FM block at matched dense
    parameter counts (each family's width is searched so ``num_params(embedding=False)`` is within
@@ -159,7 +159,7 @@ def run_one(out: Path, overrides: list[str]) -> dict[str, Any]:
     from hydra import compose
     from omegaconf import open_dict
 
-    from recsys_lab.train import run
+    from recsys_lab.runners.train import run
 
     done = out / "metrics.json"
     if done.is_file():
@@ -237,8 +237,8 @@ def mixing_movement(metrics: dict[str, Any]) -> dict[str, float] | None:
     """How far a UniMixer run's global mixing moved from its initialisation, read from its best
     checkpoint (mean over layers of :meth:`UniMixing.movement`); None for other runs or checkpoints
     written before the initial logits were stored."""
-    from recsys_lab.checkpoint import load_state_dict
     from recsys_lab.layers.mixing import UniMixing
+    from recsys_lab.runners.checkpoint import load_state_dict
 
     ckpt = metrics.get("best_checkpoint")
     if not ckpt or not Path(ckpt).is_file():
@@ -596,7 +596,7 @@ def main() -> None:
 
     from hydra import initialize_config_dir
 
-    from recsys_lab.train import CONFIG_DIR
+    from recsys_lab.runners.stage import CONFIG_DIR
 
     start = time.perf_counter()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

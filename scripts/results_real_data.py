@@ -3,7 +3,7 @@
 Two steps (each can be run alone; ``run`` skips every finished run, so an interrupted ``run``
 continues where it stopped):
 
-    # 1. train (recsys_lab.train.run in this process, one thread), one folder per run
+    # 1. train (recsys_lab.runners.train.run in this process, one thread), one folder per run
     python scripts/results_real_data.py run --data-path /tmp/ml-100k --out runs/results_real_data
     # 2. read the runs and write the page
     python scripts/results_real_data.py report --out runs/results_real_data --sweep runs/optuna_movielens/optuna
@@ -111,8 +111,8 @@ def train_one(
     from omegaconf import open_dict
 
     from recsys_lab.metrics import auc
-    from recsys_lab.train import CONFIG_DIR, build, run
-    from recsys_lab.utils import write_json_atomic
+    from recsys_lab.runners.stage import write_json_atomic
+    from recsys_lab.runners.train import CONFIG_DIR, build, run
 
     every = [
         "data=movielens",

@@ -47,9 +47,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from recsys_lab.runners.stage import CONFIG_DIR  # noqa: E402
+from recsys_lab.runners.study import run_study  # noqa: E402
 from recsys_lab.scaling.fit import PowerLawFit  # noqa: E402
-from recsys_lab.scaling.study import run_study  # noqa: E402
-from recsys_lab.train import CONFIG_DIR  # noqa: E402
 
 Row = dict[str, Any]
 
@@ -191,7 +191,7 @@ def _with_grid(cfg: DictConfig, grid: dict[str, dict[str, list[Any]]] | None) ->
 
 
 def _timed_train() -> Callable[[DictConfig], Any]:
-    from recsys_lab.train import run as train
+    from recsys_lab.runners.train import run as train
 
     def timed(cfg: DictConfig) -> Any:
         start = time.time()

@@ -2,7 +2,7 @@
 
 Two steps (each can be run alone):
 
-    # 1. train every variant x seed in-process (recsys_lab.train.run), one metrics.json per run
+    # 1. train every variant x seed in-process (recsys_lab.runners.train.run), one metrics.json per run
     python scripts/results_sequence.py run --out runs/results_sequence --steps 150 --seeds 0 1 2
     # 2. read the metrics.json files and write the page + plot
     python scripts/results_sequence.py report --out runs/results_sequence
@@ -77,7 +77,7 @@ def run_one(
     from omegaconf import open_dict
 
     from recsys_lab.metrics import auc, logloss
-    from recsys_lab.train import CONFIG_DIR, run
+    from recsys_lab.runners.train import CONFIG_DIR, run
 
     run_dir = out / f"{slug(name)}__h{history}__s{seed}"
     if (run_dir / "metrics.json").is_file() and (run_dir / "oracle_subset.json").is_file():

@@ -72,8 +72,8 @@ def run_pipelines(args: argparse.Namespace) -> None:
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    from recsys_lab.pipeline import run_pipeline
-    from recsys_lab.train import CONFIG_DIR
+    from recsys_lab.runners.pipeline import run_pipeline
+    from recsys_lab.runners.stage import CONFIG_DIR
 
     out = Path(args.out)
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):

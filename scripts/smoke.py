@@ -18,7 +18,7 @@ from omegaconf import open_dict
 from rich.console import Console
 from rich.table import Table
 
-from recsys_lab.train import CONFIG_DIR, run
+from recsys_lab.runners.train import CONFIG_DIR, run
 
 
 def main() -> int:

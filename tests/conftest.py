@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
-from recsys_lab.train import CONFIG_DIR
+from recsys_lab.runners.stage import CONFIG_DIR
 
 os.environ.setdefault("WANDB_MODE", "offline")
 

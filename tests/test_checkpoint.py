@@ -3,8 +3,8 @@ from functools import partial
 import pytest
 import torch
 
-from recsys_lab.checkpoint import load_embedding_tables
 from recsys_lab.layers.embedding import FullEmbedding
+from recsys_lab.runners.checkpoint import load_embedding_tables
 from tests.helpers import LinearModel, tiny_schema
 
 
@@ -34,9 +34,9 @@ def test_shape_mismatch_and_missing_file_are_clear(tmp_path):
 def test_whole_model_warm_start_copies_every_shared_weight(tmp_path):
     """load_model_weights copies the dense layers too (AMTL's warm start of issue 13); weights the
     checkpoint lacks (here: AMTL's width MLPs) stay as initialised."""
-    from recsys_lab.checkpoint import load_model_weights
     from recsys_lab.layers.amtl import AMTLEmbedding
     from recsys_lab.models.dnn import DNN
+    from recsys_lab.runners.checkpoint import load_model_weights
 
     torch.manual_seed(0)
     source = DNN(tiny_schema(), partial(FullEmbedding, dim=4, sparse_grad=False), hidden_units=[8])
@@ -62,7 +62,7 @@ def test_whole_model_warm_start_copies_every_shared_weight(tmp_path):
 
 @pytest.mark.usefixtures("hydra_ctx")
 def test_init_scope_model_warm_starts_every_layer(tmp_path):
-    from recsys_lab.train import build, run
+    from recsys_lab.runners.train import build, run
     from tests.conftest import compose_train
 
     common = ("debug=tiny", "model=dnn", "model.hidden_units=[8]", "logger=none", "num_threads=1")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from recsys_lab.train import CONFIG_DIR, _instantiate_all, build
+from recsys_lab.runners.train import CONFIG_DIR, _instantiate_all, build
 from tests.conftest import compose_train
 from tests.data.rawfiles import data_overrides
 

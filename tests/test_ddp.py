@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 
 from recsys_lab.data.datamodule import EpochBatchSampler
-from recsys_lab.train import run
+from recsys_lab.runners.train import run
 from tests.conftest import compose_train
 
 REPO = Path(__file__).resolve().parent.parent

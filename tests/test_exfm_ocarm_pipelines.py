@@ -9,9 +9,10 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from recsys_lab import das, streaming
+from recsys_lab import streaming
 from recsys_lab.models.ocarm_student import OCARMStudent
-from recsys_lab.pipeline import run_pipeline
+from recsys_lab.runners import das
+from recsys_lab.runners.pipeline import run_pipeline
 from tests.conftest import compose_train
 
 pytestmark = pytest.mark.usefixtures("hydra_ctx")

@@ -13,8 +13,8 @@ from omegaconf import open_dict
 
 from recsys_lab.data.feature_join import FeatureJoinDataModule
 from recsys_lab.data.synthetic.seq_datamodule import SyntheticSeqDataModule
-from recsys_lab.lum_features import feature_file, load_lum
-from recsys_lab.pipeline import run_pipeline
+from recsys_lab.runners.lum_features import feature_file, load_lum
+from recsys_lab.runners.pipeline import run_pipeline
 from tests.conftest import compose_train
 
 pytestmark = pytest.mark.usefixtures("hydra_ctx")
@@ -80,7 +80,7 @@ def test_lum_pipeline_runs_end_to_end_then_skips(tmp_path):
 
 
 def test_feature_stage_needs_a_pretrain_dir(tmp_path):
-    from recsys_lab.lum_features import write_lum_features
+    from recsys_lab.runners.lum_features import write_lum_features
 
     cfg = compose_train(tmp_path, "data=synthetic_seq", "debug=tiny")
     with pytest.raises(ValueError, match="pretrain_dir"):

@@ -16,7 +16,7 @@ from recsys_lab.data.schema import Feature, Schema
 from recsys_lab.layers.embedding import FullEmbedding
 from recsys_lab.layers.gnn import HeteroMessagePassing, inverse_degree
 from recsys_lab.models.pcf_gnn import PCFGNN
-from recsys_lab.pipeline import run_pipeline
+from recsys_lab.runners.pipeline import run_pipeline
 from recsys_lab.scaling.counting import measured_flops_per_example
 from recsys_lab.tasks.pcf import PCFPretrainTask, pair_features
 from tests.conftest import compose_train
@@ -62,7 +62,7 @@ def test_training_lookups_leave_the_sample_out():
 
 def test_labels_use_the_training_split_only(tmp_path, hydra_ctx):
     cfg = compose_train(tmp_path, "data=pair_features", "task=pcf_pretrain", "debug=fast_dev_run")
-    from recsys_lab.train import build
+    from recsys_lab.runners.train import build
 
     dm, _model, task = build(cfg)
     train, test = dm.split("train"), dm.split("test")

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from omegaconf import open_dict
 
-from recsys_lab.pipeline import PipelineError, run_pipeline
+from recsys_lab.runners.pipeline import PipelineError, run_pipeline
 from recsys_lab.runners.stage import RunLockedError, run_lock
 from tests.conftest import compose_train
 from tests.helpers import CRASH_ENV

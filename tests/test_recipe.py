@@ -6,8 +6,8 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from recsys_lab.runners.train import _instantiate_all, build
 from recsys_lab.tasks.optim import PlateauDecay
-from recsys_lab.train import _instantiate_all, build
 from tests.conftest import compose_train
 from tests.data.rawfiles import data_overrides
 

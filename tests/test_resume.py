@@ -18,7 +18,7 @@ import torch
 
 from recsys_lab.data.datamodule import EpochBatchSampler, ResumableLoader, batch_loader
 from recsys_lab.runners import stage
-from recsys_lab.train import run
+from recsys_lab.runners.train import run
 from tests.conftest import compose_train
 
 REPO = Path(__file__).resolve().parent.parent
@@ -105,8 +105,8 @@ def test_sigkill_anywhere_then_resume_reproduces_the_uninterrupted_run(tmp_path)
 def test_sigkilled_pipeline_stage_and_study_point_resume_exactly(tmp_path):
     from hydra import compose
 
-    from recsys_lab.pipeline import run_pipeline
-    from recsys_lab.scaling.study import run_study
+    from recsys_lab.runners.pipeline import run_pipeline
+    from recsys_lab.runners.study import run_study
 
     stage_overrides = [
         "debug=tiny",

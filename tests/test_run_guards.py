@@ -8,7 +8,7 @@ import torch
 from recsys_lab.callbacks import DivergenceError, DivergenceGuard
 from recsys_lab.runners import stage
 from recsys_lab.runners.threads import CpuLoad, available_cpus, threads_for
-from recsys_lab.train import run
+from recsys_lab.runners.train import run
 from tests.conftest import compose_train
 
 TINY = (

@@ -1,5 +1,5 @@
 """Sweeps through the Hydra entry: Optuna (TPE, sqlite storage that a re-run continues), joblib
-and submitit_local launchers. Each runs `recsys_lab.train.main` in-process with a patched argv
+and submitit_local launchers. Each runs `recsys_lab.runners.train.main` in-process with a patched argv
 (the launchers start their own worker processes)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import optuna
 import pytest
 from hydra.core.global_hydra import GlobalHydra
 
-from recsys_lab.train import main
+from recsys_lab.runners.train import main
 
 
 def _hydra_main(monkeypatch: pytest.MonkeyPatch, *args: str) -> None:

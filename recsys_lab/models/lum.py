@@ -12,7 +12,7 @@ and itself, never another query. The queries are one per value of ``query_featur
 domain, the other condition fields left empty) plus one *target* query whose condition is the
 candidate's own (category, domain). Their outputs are the user's interests under those conditions;
 with the candidate's LUM item embedding and the cosines between them they are the features a
-downstream CTR model reads (:mod:`recsys_lab.lum_features`).
+downstream CTR model reads (:mod:`recsys_lab.runners.lum_features`).
 
 ``forward(batch)`` returns the cosine between the target query's output and the candidate's item
 embedding: LUM's zero-shot matching score, a click logit up to scale (so LUM is a valid

@@ -4,7 +4,7 @@ A checkpoint lives in ``<run>/checkpoints/``; the run's resolved ``config.yaml``
 folder. :func:`load_trained` reads it, opens the training data *without* rebuilding anything —
 for real datasets the preprocessed cache the run was trained on (its vocabularies and numeric
 transforms), found even when the raw files have moved — and builds the model and task with
-:func:`recsys_lab.train.build`, then loads the checkpoint's weights.
+:func:`recsys_lab.runners.train.build`, then loads the checkpoint's weights.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
-from recsys_lab.checkpoint import load_state_dict
 from recsys_lab.data.cached import CachedDataModule
 from recsys_lab.data.datamodule import DataModule
 from recsys_lab.data.preprocess.cache import is_complete
 from recsys_lab.data.preprocess.errors import DataError
 from recsys_lab.data.schema import Schema
 from recsys_lab.models.base import CTRModel
-from recsys_lab.train import build
+from recsys_lab.runners.checkpoint import load_state_dict
+from recsys_lab.runners.train import build
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ RUN_CONFIG = "config.yaml"
 
 
 class FixedSchemaData(DataModule):
-    """A datamodule that only knows a schema (no rows): lets :func:`recsys_lab.train.build` make a
+    """A datamodule that only knows a schema (no rows): lets :func:`recsys_lab.runners.train.build` make a
     run's model and task without reading its data.
 
     Args:

@@ -40,8 +40,7 @@ from recsys_lab.data.preprocess.errors import DataError
 from recsys_lab.data.preprocess.split import SPLITS
 from recsys_lab.runners import stage
 from recsys_lab.runners.common import TrainedRun, load_trained
-from recsys_lab.train import CONFIG_DIR
-from recsys_lab.utils import print_metrics_table, write_json_atomic
+from recsys_lab.runners.stage import CONFIG_DIR, print_metrics_table, write_json_atomic
 
 log = logging.getLogger(__name__)
 

@@ -43,8 +43,7 @@ from recsys_lab.data.schema import FeatureKind
 from recsys_lab.models.base import CTRModel
 from recsys_lab.runners import stage
 from recsys_lab.runners.common import load_trained
-from recsys_lab.train import CONFIG_DIR
-from recsys_lab.utils import write_json_atomic
+from recsys_lab.runners.stage import CONFIG_DIR, write_json_atomic
 
 log = logging.getLogger(__name__)
 

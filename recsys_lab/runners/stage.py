@@ -9,30 +9,49 @@
 - **Resume.** ``resume=<dir>`` on the command line of an entry point re-composes the run from the
   overrides saved in ``<dir>/.hydra/overrides.yaml`` and continues in ``<dir>``
   (:func:`resume_argv`); the training runner then restarts from ``checkpoints/last.ckpt``.
-- **Start of a run.** :func:`begin` writes ``config.yaml``, seeds everything and sets the threads.
+- **Start of a run.** :func:`begin` writes ``config.yaml`` (:func:`write_config`), seeds everything
+  (:func:`seed`) and sets the threads (:func:`set_threads`).
+- **Atomic saves.** :func:`atomic_path` yields a temporary name in the target's folder and renames
+  it over the target only when the block succeeds, so a crash never leaves a half-written file under
+  the final name; :func:`write_json_atomic`, :func:`torch_save_atomic` and :func:`savez_atomic` use it.
+- **Results.** :func:`write_metrics` writes a run's ``metrics.json``; :func:`print_metrics_table`
+  shows it beside the oracle's.
+- **Typed settings.** :func:`options` reads a runner's own config node (``das``, ``lum_features``,
+  ...) into its dataclass; a misspelt or unknown key is an error that names it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
+import json
 import logging
+import math
 import os
 import secrets
 import socket
 import sys
+import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, MissingMandatoryValue, ValidationError
 
 from recsys_lab.runners.threads import available_cpus, default_threads
 
 log = logging.getLogger(__name__)
 
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+"""The project's Hydra config folder (``conf/``), for every ``@hydra.main`` and ``compose``."""
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.json"
 LOCK_FILE = ".lock"
 _RUN_ID = f"{datetime.now():%Y-%m-%d_%H-%M-%S.%f}"[:-3] + f"_{secrets.token_hex(3)}"
 
@@ -191,16 +210,152 @@ def set_threads(cfg: DictConfig) -> int:
     return int(threads)
 
 
+def write_config(cfg: DictConfig, output_dir: str | Path) -> Path:
+    """Write the resolved ``cfg`` to ``<output_dir>/config.yaml`` (beside the run's outputs: pipeline
+    stages have no ``.hydra/`` folder; the after-training runners read it back). Returns the file."""
+    path = Path(output_dir) / CONFIG_FILE
+    with atomic_path(path) as tmp:
+        tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    return path
+
+
+def seed(cfg: DictConfig) -> int:
+    """Seed Python, NumPy and torch (and the data workers) with ``cfg.seed`` (0 when absent)."""
+    import lightning as L  # the stage module is shared by Lightning-free runners too
+
+    value = int(cfg.get("seed", 0))
+    L.seed_everything(value, workers=True, verbose=False)
+    return value
+
+
 def begin(cfg: DictConfig, output_dir: Path) -> None:
     """Start a run in ``output_dir``: write the resolved ``config.yaml``, seed, set threads and
     denormal flushing."""
-    import lightning as L  # the stage module is shared by Lightning-free runners too
-
+    output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    # The resolved config, beside the run's outputs (pipeline stages have no .hydra/ folder).
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    write_config(cfg, output_dir)
+    seed(cfg)
     set_threads(cfg)
     # Adam's second-moment state of rarely-updated weights decays into denormal floats, which
     # make CPU arithmetic many times slower; flushing them to zero changes no result that matters.
     torch.set_flush_denormal(bool(cfg.get("flush_denormal", True)))
+
+
+# -- atomic saves ----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path in ``path``'s folder (created if missing) to write ``path``'s content to;
+    renamed over ``path`` when the block ends without an error, deleted when it raises.
+
+    The temporary name keeps ``path``'s suffix (``.npz``, ``.npy``, ...), so writers that append a
+    suffix when it is missing (``np.savez``, ``np.save``) write to exactly this name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON (keys sorted, unknown types as ``str``) to ``path`` atomically."""
+    with atomic_path(path) as tmp, tmp.open("w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def torch_save_atomic(obj: Any, path: str | Path) -> None:
+    """``torch.save(obj, path)``, atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def savez_atomic(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """``np.savez(path, **arrays)``, atomically (``path`` should end in ``.npz``)."""
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
+
+
+# -- results ---------------------------------------------------------------------------------------
+def write_metrics(output_dir: str | Path, metrics: Mapping[str, Any]) -> Path:
+    """Write a run's ``metrics.json`` (the flat ``<split>/<metric>`` contract of DESIGN.md) into
+    ``output_dir``, atomically. Returns the file."""
+    path = Path(output_dir) / METRICS_FILE
+    write_json_atomic(path, dict(metrics))
+    return path
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def print_metrics_table(metrics: Mapping[str, Any], title: str = "") -> None:
+    """Print validation/test metrics beside the oracle's, with a rich table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title or None)
+    table.add_column("metric")
+    for col in ("val", "test", "oracle val", "oracle test"):
+        table.add_column(col, justify="right")
+    for name in ("auc", "logloss", "gauc", "ne", "calibration"):
+        row = [metrics.get(f"val/{name}"), metrics.get(f"test/{name}")]
+        row += [metrics.get(f"val/oracle_{name}"), metrics.get(f"test/oracle_{name}")]
+        if all(v is None for v in row):
+            continue
+        table.add_row(name, *(_fmt(v) for v in row))
+    Console().print(table)
+    extra = {
+        k: metrics[k]
+        for k in ("params/embedding", "params/dense", "flops/per_example", "train/samples_per_s")
+        if k in metrics
+    }
+    Console().print("  ".join(f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in extra.items()))
+
+
+# -- typed settings of a runner --------------------------------------------------------------------
+Options = TypeVar("Options")
+
+
+class OptionsError(ValueError):
+    """A runner's settings (``+das.*``, ``+lum_features.*``, ...) are misspelt, missing or mistyped."""
+
+
+def options(cfg: DictConfig, key: str, schema: type[Options], runner: str = "") -> Options:
+    """The runner settings at ``cfg.<key>`` as an instance of the dataclass ``schema``.
+
+    Every key must be a field of ``schema`` with a value of its type, and fields without a default
+    must be given; anything else raises :class:`OptionsError` naming the key, the runner and the
+    settings it knows. An absent node gives the defaults (or the error for the required fields).
+    """
+    node = OmegaConf.select(cfg, key, default=None)
+    base = OmegaConf.structured(schema)
+    names = ", ".join(f.name for f in dataclasses.fields(schema))  # type: ignore[arg-type]
+    where = f" of the {runner} stage" if runner else ""
+    try:
+        merged = OmegaConf.merge(base, node) if node is not None else base
+        out = OmegaConf.to_object(merged)
+    except ConfigKeyError as err:
+        bad = getattr(err, "key", None) or str(err).splitlines()[0]
+        raise OptionsError(
+            f"{key}.{bad} is not a setting{where}; its settings are: {names}. Check the spelling of "
+            f"the `+{key}.*` override."
+        ) from None
+    except MissingMandatoryValue as err:
+        bad = getattr(err, "key", None) or str(err).splitlines()[0]
+        raise OptionsError(f"{key}.{bad} is required{where}: add +{key}.{bad}=<value>.") from None
+    except ValidationError as err:
+        bad = getattr(err, "full_key", None) or getattr(err, "key", None) or "?"
+        raise OptionsError(
+            f"{key}.{bad}{where} has a wrong value: {str(err.msg).splitlines()[0]}. Its settings are: {names}."
+        ) from None
+    assert isinstance(out, schema)
+    return out

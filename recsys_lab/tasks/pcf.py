@@ -1,24 +1,21 @@
 """PCF-GNN pre-training (the ``pcf`` stage of ``pipeline=pcf_gnn``).
 
-:func:`pretrain_stage` is a pipeline stage runner: it builds the co-occurrence graph of the chosen
-field pairs from the **training split only**, pre-trains :class:`~recsys_lab.models.pcf_gnn.PCFGNN`
-with :class:`PCFPretrainTask` (MSE to the smoothed pair CTR, weighted by sqrt(impressions)), then
-writes ``pair_features.pt``: for every train/val/test sample and chosen pair, the GNN's predicted
-CTR (``gnn``), the exact statistics table's smoothed CTR (``exact``; the prior for unseen pairs,
-leave-one-out on the training split) and whether the pair was seen in training (``seen``). The
-CTR stages read it with :class:`~recsys_lab.data.pair_features.PairFeatureDataModule`.
+:class:`PCFPretrainTask` pre-trains :class:`~recsys_lab.models.pcf_gnn.PCFGNN` on the co-occurrence
+graph of the chosen field pairs, built from the **training split only** (MSE to the smoothed pair
+CTR, weighted by sqrt(impressions)); :func:`pair_features` computes, for every train/val/test sample
+and chosen pair, the GNN's predicted CTR (``gnn``), the exact statistics table's smoothed CTR
+(``exact``; the prior for unseen pairs, leave-one-out on the training split) and whether the pair
+was seen in training (``seen``). The stage runner :func:`recsys_lab.runners.pcf.pretrain_stage`
+writes them to ``pair_features.pt``, which the CTR stages read with
+:class:`~recsys_lab.data.pair_features.PairFeatureDataModule`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig
 from torch import Tensor
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader, Dataset
@@ -29,13 +26,10 @@ from recsys_lab.data.cooccurrence import (
     resolve_field_pairs,
     select_field_pairs,
 )
-from recsys_lab.data.datamodule import SPLITS, EpochBatchSampler, TableSplit, batch_loader
+from recsys_lab.data.datamodule import EpochBatchSampler, TableSplit, batch_loader
 from recsys_lab.models.pcf_gnn import PCFGNN
-from recsys_lab.runners import stage
-from recsys_lab.utils import write_json_atomic
 
 OptimizerFactory = Callable[..., Optimizer]
-FEATURES_FILE = "pair_features.pt"
 
 
 class PCFPretrainTask(L.LightningModule):
@@ -151,61 +145,3 @@ def pair_features(
         exact, seen = stats.lookup(sparse, split.labels["click"] if name == "train" else None)
         out[name] = {"gnn": gnn.float(), "exact": exact, "seen": seen}
     return out
-
-
-def _split(datamodule: Any, name: str) -> TableSplit:
-    if not callable(getattr(datamodule, "split", None)):
-        raise ValueError(
-            f"pipeline=pcf_gnn needs a datamodule with split(name) -> TableSplit (e.g. data=synthetic, "
-            f"synthetic_criteo, or data=pair_features around them); {type(datamodule).__name__} has none"
-        )
-    return datamodule.split(name)
-
-
-def pretrain_stage(cfg: DictConfig) -> dict[str, Any]:
-    """Pipeline runner: build the graph, pre-train the GNN, write ``pair_features.pt``."""
-    from recsys_lab.train import build
-
-    out_dir = Path(cfg.paths.output_dir)
-    stage.begin(cfg, out_dir)
-    datamodule, model, task = build(cfg)
-    if not isinstance(task, PCFPretrainTask):
-        raise ValueError(f"The pcf stage needs task=pcf_pretrain, got {cfg.task._target_}")
-    splits = {name: _split(datamodule, name) for name in SPLITS}
-    stats = task.fit_graph(splits["train"])
-    trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=[], logger=False, enable_checkpointing=False, limit_val_batches=0
-    )
-    trainer.fit(task, train_dataloaders=task.edge_loader(int(cfg.seed)))
-    feats = pair_features(model, stats, splits)
-    path = out_dir / FEATURES_FILE
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "pairs": stats.pair_names(),
-            "field_pairs": stats.field_pairs,
-            "prior": stats.prior,
-            "splits": feats,
-        },
-        tmp,
-    )
-    tmp.replace(path)  # atomic: a crashed stage never leaves a half-written file
-    test = feats["test"]
-    mse = {k: float(((test[k] - feats["test"]["exact"]) ** 2).mean()) for k in ("gnn",)}
-    metrics = {
-        "model": type(model).__name__,
-        "data": datamodule.name,
-        "seed": int(cfg.seed),
-        "pairs": ",".join(stats.pair_names()),
-        "storage/table_entries": stats.num_entries,
-        "storage/gnn_values": model.num_gnn_values(),
-        "graph/nodes": model.num_nodes,
-        "graph/edges": model.num_edges,
-        "test/unseen_pair_fraction": float((~test["seen"]).float().mean()),
-        "test/gnn_vs_exact_mse": mse["gnn"],
-        "train/final_loss": float(trainer.callback_metrics.get("train/loss_epoch", float("nan"))),
-        "global_step": trainer.global_step,
-        "features_file": str(path),
-    }
-    write_json_atomic(out_dir / "metrics.json", metrics)
-    return metrics

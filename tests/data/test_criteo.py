@@ -10,7 +10,7 @@ import pytest
 from recsys_lab.data.criteo import CATEGORICAL, NUMERIC, CriteoDataModule
 from recsys_lab.data.preprocess.errors import DataError, DatasetNotFoundError
 from recsys_lab.data.preprocess.split import SPLITS
-from recsys_lab.train import run
+from recsys_lab.runners.train import run
 from tests.conftest import compose_train
 from tests.data.rawfiles import criteo_labels, criteo_lines, sample_file, sample_lines, write_lines
 

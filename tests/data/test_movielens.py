@@ -10,7 +10,7 @@ import torch
 from recsys_lab.data.movielens import ACTIONS, CATEGORICAL, MovieLensDataModule
 from recsys_lab.data.preprocess.errors import DataError, DatasetNotFoundError
 from recsys_lab.data.preprocess.split import SPLITS
-from recsys_lab.train import run
+from recsys_lab.runners.train import run
 from tests.conftest import compose_train
 from tests.data.rawfiles import write_movielens
 

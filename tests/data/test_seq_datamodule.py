@@ -18,7 +18,7 @@ from recsys_lab.metrics import auc
 from recsys_lab.models.dcnv2 import DCNv2
 from recsys_lab.models.deepfm import DeepFM
 from recsys_lab.models.dnn import DNN
-from recsys_lab.train import run
+from recsys_lab.runners.train import run
 from tests.conftest import compose_train
 
 

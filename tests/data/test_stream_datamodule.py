@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from recsys_lab.data.synthetic.stream_datamodule import DayOrderedBatchSampler, SyntheticStreamDataModule
-from recsys_lab.train import run
+from recsys_lab.runners.train import run
 from tests.conftest import compose_train
 
 

@@ -11,7 +11,7 @@ from recsys_lab.data.preprocess.errors import BadRowsError, DataError
 from recsys_lab.data.preprocess.vocab import MISSING_ID, OOV_ID
 from recsys_lab.data.schema import FeatureKind, FeatureRole
 from recsys_lab.data.tabular import TabularFileDataModule
-from recsys_lab.train import run
+from recsys_lab.runners.train import run
 from tests.conftest import compose_train
 from tests.data.rawfiles import TABULAR_SAMPLE, write_lines
 

@@ -27,7 +27,7 @@ from recsys_lab.data.synthetic.world import (
     saturate,
 )
 from recsys_lab.metrics import auc
-from recsys_lab.train import CONFIG_DIR
+from recsys_lab.runners.stage import CONFIG_DIR
 
 # A world big enough for statistics (~210k exposures), small enough to build in about a second.
 STATS = {"num_users": 6000, "num_days": 10, "users_per_shard": 2048}

@@ -9,8 +9,8 @@ import pytest
 
 from recsys_lab.federated.channel import Channel
 from recsys_lab.federated.devices import DeviceDistribution
-from recsys_lab.federated.run import instantiate_labelled, run
-from recsys_lab.train import CONFIG_DIR
+from recsys_lab.runners.federate import instantiate_labelled, run
+from recsys_lab.runners.stage import CONFIG_DIR
 from tests.conftest import compose_train
 from tests.data.rawfiles import data_overrides
 

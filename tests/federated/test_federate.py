@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys_lab.federated.run import run
+from recsys_lab.runners.federate import run
 from tests.conftest import compose_train
 
 KEYS = (

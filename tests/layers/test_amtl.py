@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from recsys_lab.checkpoint import load_embedding_tables
 from recsys_lab.layers.amtl import AMTLEmbedding, masks_from_logits
 from recsys_lab.layers.embedding import FullEmbedding
 from recsys_lab.models.dnn import DNN
+from recsys_lab.runners.checkpoint import load_embedding_tables
 from tests.helpers import tiny_batch, tiny_schema
 
 
@@ -119,7 +119,7 @@ def test_bad_config_fails_loudly():
 
 
 def test_train_run_reports_the_exact_stored_values(tmp_path, hydra_ctx):
-    from recsys_lab.train import run
+    from recsys_lab.runners.train import run
     from tests.conftest import compose_train
 
     cfg = compose_train(tmp_path, "embedding=amtl", "model=dnn", "debug=fast_dev_run", "print_table=false")

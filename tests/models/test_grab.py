@@ -259,7 +259,7 @@ def test_sts_needs_a_sparse_optimizer():
 
 @pytest.mark.usefixtures("hydra_ctx")
 def test_experiment_config_trains_in_process(tmp_path):
-    from recsys_lab.train import run
+    from recsys_lab.runners.train import run
 
     cfg = compose_train(
         tmp_path,

@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
-from recsys_lab.train import CONFIG_DIR, run
+from recsys_lab.runners.train import CONFIG_DIR, run
 from tests.conftest import compose_train
 
 os.environ.setdefault("WANDB_MODE", "offline")

@@ -26,7 +26,7 @@ from recsys_lab.runners.export import (
     run_onnx,
     serving_model,
 )
-from recsys_lab.train import CONFIG_DIR, build
+from recsys_lab.runners.train import CONFIG_DIR, build
 from tests.conftest import compose_train
 from tests.runners.conftest import TINY, train_tiny
 

@@ -159,7 +159,7 @@ def test_a_run_on_synthetic_data_is_refused_clearly(tmp_path):
 
 @pytest.mark.usefixtures("hydra_ctx")
 def test_predict_refuses_multi_valued_and_history_columns_clearly(tmp_path):
-    from recsys_lab.train import run
+    from recsys_lab.runners.train import run
     from tests.conftest import compose_train
     from tests.data.rawfiles import TABULAR_SAMPLE
 

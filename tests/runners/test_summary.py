@@ -11,7 +11,7 @@ import pytest
 from hydra.core.global_hydra import GlobalHydra
 
 from recsys_lab.runners.summary import write_summary
-from recsys_lab.train import main
+from recsys_lab.runners.train import main
 
 
 def _job(root, name, overrides, metrics=None):

@@ -17,13 +17,13 @@ from torch import nn
 
 from recsys_lab.data.batch import Batch
 from recsys_lab.models.base import CTRModel
+from recsys_lab.runners.train import CONFIG_DIR, build
 from recsys_lab.scaling.counting import (
     count,
     measured_flops,
     measured_flops_per_example,
     relative_flops_error,
 )
-from recsys_lab.train import CONFIG_DIR, build
 from tests.conftest import compose_train
 
 # Analytic counts may leave out small terms (a bias-free scalar product, a gate); 5% is the

@@ -10,8 +10,8 @@ import pytest
 from hydra import compose
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from recsys_lab.scaling.study import is_finished, point_command, points, run_study
-from recsys_lab.train import CONFIG_DIR
+from recsys_lab.runners.stage import CONFIG_DIR
+from recsys_lab.runners.study import is_finished, point_command, points, run_study
 
 pytestmark = pytest.mark.usefixtures("hydra_ctx")
 STUDIES = sorted(p.stem for p in (Path(CONFIG_DIR) / "study").glob("*.yaml"))

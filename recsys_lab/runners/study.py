@@ -1,4 +1,6 @@
-"""Scaling studies: a grid of training runs, their ``metrics.json`` collected, power laws fitted.
+"""``python -m recsys_lab.scaling study=<name> [mode=run|report|commands] [overrides=[...]]``.
+
+Scaling studies: a grid of training runs, their ``metrics.json`` collected, power laws fitted.
 
 A study (``conf/study/<name>.yaml``) names model *families*; each family has the overrides that
 select it and a grid (``key: [values]``, cartesian product) over width, depth, history length or
@@ -18,16 +20,18 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import hydra
 from hydra import compose
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from recsys_lab.runners.stage import run_lock
+from recsys_lab.runners.stage import CONFIG_DIR, apply_resume_argv, route_framework_logs, run_lock
 from recsys_lab.scaling.fit import PowerLawFit, fit_power_law
 
 Row = dict[str, Any]
@@ -156,7 +160,7 @@ def run_points(
 ) -> list[Point]:
     """Train every unfinished point in order; returns the points trained by this call."""
     if train is None:
-        from recsys_lab.train import run as train  # Lightning is imported only to train
+        from recsys_lab.runners.train import run as train  # Lightning is imported only to train
 
     extra = tuple(extra)
     trained: list[Point] = []
@@ -450,3 +454,16 @@ def run_study(cfg: DictConfig, train: Callable[[DictConfig], Any] | None = None)
     result["trained"] = trained
     print(f"[study {study.name}] trained {len(trained)} point(s); report in {out_dir / 'table.md'}")
     return result
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="scaling")
+def _main(cfg: DictConfig) -> None:
+    os.environ.setdefault("WANDB_MODE", "offline")
+    route_framework_logs()
+    run_study(cfg)
+
+
+def main() -> None:
+    """``resume=<study dir>`` re-runs a study with the overrides it was started with."""
+    apply_resume_argv("out_dir")
+    _main()

@@ -15,18 +15,19 @@ exists with the same settings (checkpoint, world, days) skips the work.
   reports the teacher's test metrics with the content (``teacher/test_*``) and without it
   (``naive/test_*``: trained with leaked features, served without them).
 
-``train_foundation_model(cfg)`` is the ExFM stage-1 runner: :func:`recsys_lab.train.run` with the
+The stage's settings (``+das.<key>=...``) are :class:`DASOptions`; a misspelt key is an error.
+
+``train_foundation_model(cfg)`` is the ExFM stage-1 runner: :func:`recsys_lab.runners.train.run` with the
 split set so that the FM trains on the days before ``t − δ`` (``t`` = first day of the last
-``exfm.stream_days`` days, ``δ`` = ``exfm.delta``): validation on day ``t − δ − 1``, test from
-``t − δ`` on.
+``exfm.stream_days`` days, ``δ`` = ``exfm.delta``; :class:`FoundationModelOptions`): validation on
+day ``t − δ − 1``, test from ``t − δ`` on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,39 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from recsys_lab.data.datamodule import EpochBatchSampler
 from recsys_lab.data.synthetic.seq_datamodule import WorldDataModule, sample_loader
 from recsys_lab.metrics import CTRMetrics
-from recsys_lab.utils import write_json_atomic
+from recsys_lab.runners import stage
+
+
+@dataclass
+class DASOptions:
+    """Settings of the DAS stage (``+das.<key>=...``).
+
+    Attributes:
+        checkpoint: the finished stage's checkpoint whose predictions are logged (required).
+        file: the output file's name in the stage folder.
+        last_days: log only the last ``last_days`` days of samples (None: every day).
+        privileged: give the model the privileged (training-only) features, and report the
+            teacher's test metrics with and without them.
+        key: the logged probability's column, ``col_<key>``.
+        representation: also log the model's representation (``forward_rep``) as ``col_rep``.
+    """
+
+    checkpoint: str | None = None
+    file: str = "teacher.npz"
+    last_days: int | None = None
+    privileged: bool = False
+    key: str = "prob"
+    representation: bool = False
+
+
+@dataclass
+class FoundationModelOptions:
+    """Settings of the ExFM foundation-model stage (``+exfm.<key>=...``): the vertical models
+    stream over the last ``stream_days`` days; the FM trains on the days before ``t − delta``."""
+
+    stream_days: int | None = None
+    delta: int | None = None
+
 
 _DATA_KEYS = ("_target_", "preset", "world", "rows", "domains", "max_history", "warmup_days")
 
@@ -57,18 +90,6 @@ def _settings(cfg: DictConfig) -> dict[str, Any]:
     }
 
 
-def _savez_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _eval_metrics(task: Any, loader: Any, strip_privileged: bool) -> dict[str, float]:
     metrics = CTRMetrics(gauc=True)
     with torch.no_grad():
@@ -81,22 +102,21 @@ def _eval_metrics(task: Any, loader: Any, strip_privileged: bool) -> dict[str, f
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Write the logged-predictions file; return ``{"teacher_path": ..., metrics...}``."""
-    from recsys_lab.train import build  # heavy imports (Lightning) only when a stage runs
+    from recsys_lab.runners.train import build  # heavy imports (Lightning) only when a stage runs
 
-    das = cfg.get("das")
-    if das is None or not das.get("checkpoint"):
+    das = stage.options(cfg, "das", DASOptions, "DAS")
+    if not das.checkpoint:
         raise ValueError(
             "The DAS stage needs das.checkpoint (e.g. +das.checkpoint=${stage:fm,best_checkpoint})"
         )
-    if not Path(str(das.checkpoint)).is_file():
+    if not Path(das.checkpoint).is_file():
         raise FileNotFoundError(f"das.checkpoint={das.checkpoint} does not exist")
     out_dir = Path(cfg.paths.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    path = out_dir / str(das.get("file") or "teacher.npz")
+    stage.begin(cfg, out_dir)
+    path = out_dir / das.file
     settings = _settings(cfg)
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()
-    metrics_file = out_dir / "metrics.json"
+    metrics_file = out_dir / stage.METRICS_FILE
     if path.is_file() and metrics_file.is_file():
         previous = json.loads(metrics_file.read_text())
         if previous.get("das_fingerprint") == fingerprint:
@@ -104,21 +124,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     with open_dict(cfg):
         cfg.data.teacher_path = None  # the logged model never reads logged predictions
-    torch.manual_seed(int(cfg.seed))
     datamodule, model, task = build(cfg)
     if not isinstance(datamodule, WorldDataModule):
         raise ValueError("The DAS stage runs on the synthetic world (data=synthetic_seq or synthetic_stream)")
-    state = torch.load(str(das.checkpoint), map_location="cpu", weights_only=False)
+    state = torch.load(das.checkpoint, map_location="cpu", weights_only=False)
     task.load_state_dict(state["state_dict"] if "state_dict" in state else state["task"])
     task.eval()
     samples = datamodule.samples
     days = list(datamodule.sample_days)
-    last_days = das.get("last_days")
-    first_day = days[-int(last_days)] if last_days else days[0]
+    first_day = days[-das.last_days] if das.last_days else days[0]
     lo, hi = samples.day_range(first_day)[0], len(samples)
-    privileged = bool(das.get("privileged", False))
-    key = str(das.get("key") or "prob")
-    representation = bool(das.get("representation", False))
+    privileged, key, representation = das.privileged, das.key, das.representation
     loader = sample_loader(
         samples, lo, hi, EpochBatchSampler(hi - lo, datamodule.eval_batch_size, shuffle=False), privileged, 0
     )
@@ -136,7 +152,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     arrays = {"log_row": log_row[order].astype(np.int64), f"col_{key}": torch.cat(probs).numpy()[order]}
     if representation:
         arrays["col_rep"] = torch.cat(reps).numpy()[order]
-    _savez_atomic(path, arrays)
+    stage.savez_atomic(path, arrays)
 
     out: dict[str, Any] = {"teacher_path": str(path), "rows": int(hi - lo), "first_day": int(first_day)}
     if privileged:  # the teacher with and without its content, on the test split
@@ -147,18 +163,19 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             out.update({f"{name}/test_{k}": v for k, v in _eval_metrics(task, test, strip).items()})
         out.update({f"test/{k}": v for k, v in datamodule.oracle_metrics("test").items()})
     out["das_fingerprint"] = fingerprint
-    write_json_atomic(metrics_file, out)
+    stage.write_metrics(out_dir, out)
     return out
 
 
 def train_foundation_model(cfg: DictConfig) -> dict[str, Any]:
-    """ExFM stage 1: :func:`recsys_lab.train.run` on the days before ``t − δ`` (module docstring)."""
-    from recsys_lab.train import run as train_run
+    """ExFM stage 1: :func:`recsys_lab.runners.train.run` on the days before ``t − δ`` (module
+    docstring)."""
+    from recsys_lab.runners.train import run as train_run
 
-    ex = cfg.get("exfm")
-    if ex is None or ex.get("stream_days") is None or ex.get("delta") is None:
+    ex = stage.options(cfg, "exfm", FoundationModelOptions, "ExFM foundation-model")
+    if ex.stream_days is None or ex.delta is None:
         raise ValueError("The foundation-model stage needs exfm.stream_days and exfm.delta (+exfm.delta=1)")
-    stream_days, delta = int(ex.stream_days), int(ex.delta)
+    stream_days, delta = ex.stream_days, ex.delta
     if stream_days < 2 or delta < 0:
         raise ValueError(f"exfm.stream_days={stream_days} must be >= 2 and exfm.delta={delta} >= 0")
     with open_dict(cfg):

@@ -10,13 +10,13 @@ is the split's r-th sample in the datamodule's dataset order (the key the join u
 ``lum_features.json`` (column names, rows per split, checkpoint). Every file is written to a
 temporary name and renamed, so a crash never leaves a half-written file under the final name.
 
-Stage config keys (added with ``+lum_features.<key>=...``): ``pretrain_dir`` (the stage-1 run
-directory, required) and ``batch_size`` (default 1024).
+Stage settings (added with ``+lum_features.<key>=...``): :class:`LUMFeatureOptions`; a misspelt key
+is an error.
 """
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,21 @@ from omegaconf import DictConfig, OmegaConf
 from recsys_lab.data.datamodule import SPLITS, DataModule
 from recsys_lab.models.lum import LUM
 from recsys_lab.runners import stage
-from recsys_lab.utils import write_json_atomic
 
 META_FILE = "lum_features.json"
+
+
+@dataclass
+class LUMFeatureOptions:
+    """Settings of the LUM feature stage (``+lum_features.<key>=...``).
+
+    Attributes:
+        pretrain_dir: the stage-1 (LUM pre-training) run directory (required).
+        batch_size: samples per forward pass.
+    """
+
+    pretrain_dir: str | None = None
+    batch_size: int = 1024
 
 
 def feature_file(directory: str | Path, split: str) -> Path:
@@ -62,38 +74,32 @@ def write_split(model: LUM, datamodule: DataModule, split: str, out_dir: Path, b
     """Features of every sample of ``split`` in dataset order; returns the row count."""
     dataset = getattr(datamodule, f"{split}_dataloader")().dataset
     n = len(dataset)
-    final = feature_file(out_dir, split)
-    tmp = final.with_name(final.stem + ".tmp.npy")
     width = len(model.feature_names())
-    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, width))
-    for start in range(0, n, batch_size):
-        index = torch.arange(start, min(n, start + batch_size))
-        array[start : start + index.numel()] = model.features(dataset[index]).numpy()
-    array.flush()
-    del array
-    os.replace(tmp, final)
+    with stage.atomic_path(feature_file(out_dir, split)) as tmp:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, width))
+        for start in range(0, n, batch_size):
+            index = torch.arange(start, min(n, start + batch_size))
+            array[start : start + index.numel()] = model.features(dataset[index]).numpy()
+        array.flush()
+        del array
     return n
 
 
 def write_lum_features(cfg: DictConfig) -> dict[str, Any]:
     """Pipeline runner: write the LUM features of ``cfg.data``'s train/val/test samples."""
-    opts = cfg.get("lum_features") or {}
-    if not opts.get("pretrain_dir"):
+    opts = stage.options(cfg, "lum_features", LUMFeatureOptions, "LUM features")
+    if not opts.pretrain_dir:
         raise ValueError(
             "LUM features need +lum_features.pretrain_dir=<stage-1 run dir> (in pipeline=lum: "
             "${stage:pretrain,dir})"
         )
-    batch_size = int(opts.get("batch_size", 1024))
     out_dir = Path(cfg.paths.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    torch.manual_seed(int(cfg.get("seed", 0)))
-    stage.set_threads(cfg)
+    stage.begin(cfg, out_dir)
     datamodule: DataModule = instantiate(cfg.data)
     datamodule.setup()
     model, ckpt = load_lum(opts.pretrain_dir, datamodule.schema)
-    rows = {split: write_split(model, datamodule, split, out_dir, batch_size) for split in SPLITS}
-    write_json_atomic(
+    rows = {split: write_split(model, datamodule, split, out_dir, opts.batch_size) for split in SPLITS}
+    stage.write_json_atomic(
         out_dir / META_FILE,
         {"names": model.feature_names(), "rows": rows, "checkpoint": str(ckpt), "data": datamodule.name},
     )

@@ -1,18 +1,31 @@
-"""One federated run from a composed config: build the federation, run the Flower ServerApp
-against the ClientApps, test the global model, write ``metrics.json``.
+"""``python -m recsys_lab.federate``: one federated run (Flower strategies over simulated devices
+and a simulated wireless uplink), composed by Hydra like training.
 
-``strategy=central`` (:class:`CentralReference`) trains the same model on the pooled rows of all
-clients instead: the reference row of every comparison.
+Examples::
+
+    python -m recsys_lab.federate strategy=fedavg channel=ideal
+    python -m recsys_lab.federate strategy=befl channel=two_way_relay
+    python -m recsys_lab.federate strategy=fedmho strategy.fusion=md
+
+:func:`run` builds the federation, runs the Flower ServerApp against the ClientApps, tests the
+global model and writes ``runs/federate/<run id>/metrics.json`` (``test/auc``, ``test/logloss``,
+``fed/rounds``, ``fed/energy_total_j``, ``fed/energy_std_j``, ``fed/clients_dropped``,
+``fed/uplink_s``, ...) and ``rounds.json`` (per-round selection, energy and uplink time).
+``strategy=central`` (:class:`~recsys_lab.federated.central.CentralReference`) trains the same
+model on the pooled rows of all clients instead: the reference row of every comparison. See
+docs/federated.md.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import hydra
 import numpy as np
 import torch
 from flwr.app import ArrayRecord, Context
@@ -21,7 +34,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from recsys_lab.data.datamodule import DataModule, TableSplit
-from recsys_lab.federated.channel import Channel
+from recsys_lab.federated.central import CentralReference
 from recsys_lab.federated.client import Federation, LocalTraining, VaeSpec, make_client_app
 from recsys_lab.federated.data import (
     collect_split,
@@ -29,7 +42,6 @@ from recsys_lab.federated.data import (
     partition_by_user,
     predict,
     subset,
-    train_epochs,
 )
 from recsys_lab.federated.devices import DeviceDistribution
 from recsys_lab.federated.fedmho import FedMHO, ensemble_probs
@@ -37,47 +49,10 @@ from recsys_lab.federated.grid import run_in_process
 from recsys_lab.federated.strategies import EnergyAwareFedAvg
 from recsys_lab.metrics import auc, logloss
 from recsys_lab.runners import stage
-from recsys_lab.train import build_model
-from recsys_lab.utils import write_json_atomic
+from recsys_lab.runners.stage import CONFIG_DIR
+from recsys_lab.runners.train import build_model
 
 Metrics = dict[str, Any]
-
-
-class CentralReference:
-    """Central training on the pooled rows of every client (``epochs`` epochs); no federation.
-
-    Takes the strategies' arguments so ``conf/strategy/central.yaml`` composes like the others.
-    """
-
-    one_shot = False
-
-    def __init__(
-        self,
-        fed: Federation,
-        channel: Channel,
-        epochs: int = 3,
-        evaluate: Callable[[ArrayRecord], dict[str, float]] | None = None,
-        seed: int = 0,
-    ) -> None:
-        self.fed, self.epochs, self.seed = fed, epochs, seed
-
-    def fit(self, model: torch.nn.Module) -> None:
-        pooled = TableSplit(
-            dense=torch.cat([c.dense for c in self.fed.clients]),
-            sparse=torch.cat([c.sparse for c in self.fed.clients]),
-            labels={"click": torch.cat([c.labels["click"] for c in self.fed.clients])},
-        )
-        local = self.fed.local
-        train_epochs(model, pooled, self.epochs, local.batch_size, local.lr, self.seed)
-
-    def summary_metrics(self) -> dict[str, float | int]:
-        return {
-            "fed/rounds": 0,
-            "fed/energy_total_j": 0.0,
-            "fed/energy_std_j": 0.0,
-            "fed/clients_dropped": 0,
-            "fed/uplink_s": 0.0,
-        }
 
 
 def instantiate_labelled(node: DictConfig) -> tuple[Any, str]:
@@ -141,11 +116,7 @@ def build_federation(cfg: DictConfig) -> tuple[Federation, DataModule, TableSpli
 
 def run(cfg: DictConfig) -> Metrics:
     output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    torch.manual_seed(cfg.seed)
-    stage.set_threads(cfg)
-    torch.set_flush_denormal(True)
+    stage.begin(cfg, output_dir)
 
     fed, datamodule, val, test = build_federation(cfg)
     channel, channel_label = instantiate_labelled(cfg.channel)
@@ -223,5 +194,18 @@ def run(cfg: DictConfig) -> Metrics:
             "output_dir": str(output_dir),
         }
     )
-    write_json_atomic(output_dir / "metrics.json", metrics)
+    stage.write_metrics(output_dir, metrics)
     return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="federate")
+def main(cfg: DictConfig) -> float | None:
+    """``python -m recsys_lab.federate`` / ``recsys-federate``: returns ``optimized_metric``."""
+    stage.route_framework_logs()
+    logging.getLogger("flwr").setLevel(logging.WARNING if cfg.get("quiet_flower", True) else logging.INFO)
+    metrics = run(cfg)
+    print({k: v for k, v in metrics.items() if k.startswith(("test/", "fed/"))})
+    value = metrics.get(cfg.get("optimized_metric") or "")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)

@@ -1,0 +1,214 @@
+"""``python -m recsys_lab.train``: one training run composed by Hydra and run by Lightning.
+
+``build(cfg)`` makes the datamodule, model and task of a composed config (with a warm start from
+``init.checkpoint``); ``run(cfg)`` is the reusable core (pipelines call it for each stage); ``main`` is the Hydra entry,
+which returns the metric named by ``optimized_metric`` so sweepers can optimise it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from recsys_lab.callbacks import Throughput
+from recsys_lab.data.datamodule import DataModule
+from recsys_lab.data.schema import Schema
+from recsys_lab.models.base import CTRModel
+from recsys_lab.runners import stage
+from recsys_lab.runners.checkpoint import load_embedding_tables, load_model_weights
+from recsys_lab.runners.stage import CONFIG_DIR
+
+Metrics = dict[str, Any]
+log = logging.getLogger(__name__)
+
+# Keys that may differ between a run and its resumption without changing what it computes.
+_RESUME_KEYS = ("resume", "ckpt_path", "num_threads", "print_table")
+
+
+def _instantiate_all(group: DictConfig | None) -> list[Any]:
+    """Instantiate every entry of a dict-of-configs group (callbacks, loggers)."""
+    if not group:
+        return []
+    return [instantiate(c) for c in group.values() if c is not None and "_target_" in c]
+
+
+def build_model(cfg: DictConfig, schema: Schema) -> CTRModel:
+    """The model of ``cfg.model`` with the embedding of ``cfg.embedding``, built from ``schema``."""
+    # _partial_ then call: Hydra would turn the Schema dataclass into a DictConfig if passed as a kwarg.
+    model_factory = instantiate(cfg.model, _partial_=True)
+    try:
+        return model_factory(schema=schema, embedding=instantiate(cfg.embedding))
+    except TypeError as err:
+        raise TypeError(
+            f"{err} — check the `model.*` keys of your config/overrides against the constructor of "
+            f"{cfg.model._target_}."
+        ) from err
+
+
+def build(cfg: DictConfig) -> tuple[DataModule, CTRModel, L.LightningModule]:
+    """Instantiate the datamodule (set up), the model and the task from a composed config."""
+    datamodule: DataModule = instantiate(cfg.data)
+    datamodule.setup()
+    model = build_model(cfg, datamodule.schema)
+    if cfg.init.checkpoint:
+        scope = cfg.init.get("scope", "tables")
+        if scope == "tables":
+            load_embedding_tables(model, cfg.init.checkpoint)
+        elif scope == "model":
+            load_model_weights(model, cfg.init.checkpoint)
+        else:
+            raise ValueError(f"init.scope must be `tables` or `model`, got {scope!r}")
+    task = instantiate(cfg.task, model=model)
+    return datamodule, model, task
+
+
+def run(cfg: DictConfig) -> Metrics:
+    """Train, then validate and test the best checkpoint; write ``metrics.json``; return it.
+
+    With ``resume=<run dir>`` (the run's own folder, ``paths.output_dir``) training continues from
+    that run's ``checkpoints/last.ckpt`` and ends with the metrics of an uninterrupted run.
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    with stage.run_lock(output_dir, "run"):
+        return _run(cfg, output_dir)
+
+
+def _resume_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
+    """The checkpoint to start from: ``ckpt_path``, or with ``resume=`` the run's ``last.ckpt``."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path and not Path(ckpt_path).is_file():
+        raise FileNotFoundError(
+            f"ckpt_path={ckpt_path} does not exist. To continue a run, use resume=<its run folder>."
+        )
+    if not cfg.get("resume"):
+        return ckpt_path
+    if Path(cfg.resume).resolve() != output_dir.resolve():
+        raise ValueError(
+            f"resume={cfg.resume} but this run writes to {output_dir}: resume= continues a run in its own "
+            f"folder. Use `python -m recsys_lab.train resume={cfg.resume}`, which sets the folder."
+        )
+    _warn_if_config_changed(cfg, output_dir / stage.CONFIG_FILE)
+    last = output_dir / "checkpoints" / "last.ckpt"
+    if ckpt_path:
+        return ckpt_path
+    if last.is_file():
+        log.info("Resuming %s from %s", output_dir, last)
+        return str(last)
+    log.info("Resuming %s: no checkpoint was written yet, so training starts from the beginning", output_dir)
+    return None
+
+
+def _warn_if_config_changed(cfg: DictConfig, saved_file: Path) -> None:
+    """Warn when a resumed run's config differs from the one it started with (new overrides)."""
+    if not saved_file.is_file():
+        return
+    saved = _flat(OmegaConf.to_container(OmegaConf.load(saved_file), resolve=False))
+    now = _flat(OmegaConf.to_container(cfg, resolve=True))
+    changed = sorted(
+        k for k in set(saved) | set(now) if k.split(".")[0] not in _RESUME_KEYS and saved.get(k) != now.get(k)
+    )
+    if changed:
+        log.warning(
+            "Resuming with a config that differs from the run's own in %s: the result will not equal an "
+            "uninterrupted run of the original config.",
+            ", ".join(changed[:10]),
+        )
+
+
+def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: obj}
+
+
+def _run(cfg: DictConfig, output_dir: Path) -> Metrics:
+    ckpt_path = _resume_checkpoint(cfg, output_dir)
+    stage.begin(cfg, output_dir)
+
+    datamodule, model, task = build(cfg)
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    loggers = _instantiate_all(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for lg in trainer.loggers:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+
+    trainer.fit(
+        task,
+        train_dataloaders=datamodule.train_dataloader(),
+        val_dataloaders=datamodule.val_dataloader(),
+        ckpt_path=ckpt_path,
+    )
+
+    # Evaluate the best checkpoint by the monitored metric (the in-memory weights if none was written).
+    ckpt_cb = trainer.checkpoint_callback
+    best = getattr(ckpt_cb, "best_model_path", "") or None
+    metrics: Metrics = {
+        "model": type(model).__name__,
+        "data": datamodule.name,
+        "seed": int(cfg.seed),
+    }
+    metrics.update(
+        trainer.validate(task, dataloaders=datamodule.val_dataloader(), ckpt_path=best, verbose=False)[0]
+    )
+    if cfg.get("test", True):
+        metrics.update(
+            trainer.test(task, dataloaders=datamodule.test_dataloader(), ckpt_path=best, verbose=False)[0]
+        )
+    for split in ("val", "test"):
+        metrics.update({f"{split}/{k}": v for k, v in datamodule.oracle_metrics(split).items()})
+    throughput = next((c for c in callbacks if isinstance(c, Throughput)), None)
+    metrics.update(
+        {
+            "params/embedding": model.num_params(embedding=True, dense=False),
+            "params/dense": model.num_params(embedding=False, dense=True),
+            "flops/per_example": model.flops_per_example(),
+            "train/samples_per_s": throughput.samples_per_s if throughput else float("nan"),
+            "epochs": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "best_checkpoint": best or "",
+            "output_dir": str(output_dir),
+        }
+    )
+    # Embeddings that keep fewer values than their parameters (AMTL) report the exact count.
+    stored = [m.stored_values() for m in model.modules() if callable(getattr(m, "stored_values", None))]
+    if stored:
+        metrics["params/embedding_stored"] = int(sum(stored))
+    metrics = {k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
+    if trainer.is_global_zero:  # under DDP every rank holds the same (gathered) metrics
+        stage.write_metrics(output_dir, metrics)
+    if trainer.is_global_zero and cfg.get("print_table", True):
+        stage.print_metrics_table(metrics, title=f"{metrics['model']} on {metrics['data']} — {output_dir}")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def _main(cfg: DictConfig) -> float | None:
+    os.environ.setdefault("WANDB_MODE", "offline")
+    stage.route_framework_logs()
+    metrics = run(cfg)
+    value = metrics.get(cfg.get("optimized_metric") or "")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
+def main() -> None:
+    """``python -m recsys_lab.train`` / ``recsys-train``; ``resume=<run dir>`` continues that run."""
+    stage.apply_resume_argv("hydra.run.dir")
+    _main()
+
+
+if __name__ == "__main__":
+    main()
