@@ -50,7 +50,9 @@ def test_options_fill_defaults_and_check_names_and_types():
     cfg = OmegaConf.create({"thing": {"size": 3}})
     assert stage.options(cfg, "thing", _Opts) == _Opts(None, 3)
     assert stage.options(OmegaConf.create({}), "thing", _Opts) == _Opts()
-    with pytest.raises(stage.OptionsError, match=r"thing\.sise is not a setting of the demo stage.*path, size"):
+    with pytest.raises(
+        stage.OptionsError, match=r"thing\.sise is not a setting of the demo stage.*path, size"
+    ):
         stage.options(OmegaConf.create({"thing": {"sise": 3}}), "thing", _Opts, "demo")
     with pytest.raises(stage.OptionsError, match="size"):
         stage.options(OmegaConf.create({"thing": {"size": "big"}}), "thing", _Opts)
@@ -75,7 +77,9 @@ def test_a_misspelt_runner_setting_fails_at_start_naming_it(tmp_path, runner, ov
 
 @pytest.mark.usefixtures("hydra_ctx")
 def test_a_mistyped_pipeline_stage_fails_before_any_stage_runs(tmp_path):
-    cfg = compose_train(tmp_path, "pipeline=warmstart", f"pipeline_dir={tmp_path}/pipe", config_name="pipeline")
+    cfg = compose_train(
+        tmp_path, "pipeline=warmstart", f"pipeline_dir={tmp_path}/pipe", config_name="pipeline"
+    )
     with open_dict(cfg):
         cfg.pipeline.stages[1].overrides = "model=dcnv2"  # a string, not a list
     with pytest.raises(PipelineError, match="Stage 'dcnv2', key 'overrides'"):
