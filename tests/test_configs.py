@@ -21,6 +21,13 @@ def options(group: str) -> list[str]:
 # Runtime-only groups are checked by composition; the rest are instantiated too.
 TRAIN_GROUPS = ["data", "model", "embedding", "task", "trainer", "logger", "callbacks", "experiment", "debug"]
 CASES = [(g, o) for g in TRAIN_GROUPS for o in options(g)]
+# Config groups stay in their lane: an option that needs another group's choice gets it here.
+NEEDS = {
+    ("model", "lum"): ["data=synthetic_seq"],
+    ("task", "lum_pretrain"): ["model=lum", "data=synthetic_seq"],
+    ("task", "pcf_pretrain"): ["model=pcf_gnn"],
+    ("task", "exfm_student"): ["model=exfm_vm"],  # distill=aux needs its auxiliary head
+}
 
 
 def test_every_group_has_options():
@@ -30,7 +37,7 @@ def test_every_group_has_options():
 
 @pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_train_config_composes_and_instantiates(tmp_path, group, option):
-    overrides = [f"{group}={option}"]
+    overrides = [f"{group}={option}", *NEEDS.get((group, option), [])]
     if group != "debug":
         overrides.append("debug=fast_dev_run")  # tiny data sizes
     if group == "data":

@@ -61,7 +61,9 @@ def test_training_lookups_leave_the_sample_out():
 
 
 def test_labels_use_the_training_split_only(tmp_path, hydra_ctx):
-    cfg = compose_train(tmp_path, "data=pair_features", "task=pcf_pretrain", "debug=fast_dev_run")
+    cfg = compose_train(
+        tmp_path, "data=pair_features", "model=pcf_gnn", "task=pcf_pretrain", "debug=fast_dev_run"
+    )
     from recsys_lab.runners.train import build
 
     dm, _model, task = build(cfg)

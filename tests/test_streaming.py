@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from recsys_lab import streaming
 from recsys_lab.data.synthetic.stream_datamodule import SyntheticStreamDataModule
+from recsys_lab.runners import streaming
 from tests.conftest import compose_train
 
 pytestmark = pytest.mark.usefixtures("hydra_ctx")
@@ -54,7 +54,9 @@ def test_trains_on_each_day_then_evaluates_the_next(tmp_path, monkeypatch):
         return original(self, day, train)
 
     monkeypatch.setattr(SyntheticStreamDataModule, "day_dataloader", spy)
-    cfg = compose_stream(tmp_path, "model.aux_head=false", "task.distill=none", "+streaming.verticals=[1]")
+    cfg = compose_stream(
+        tmp_path, "model.aux_head=false", "task.objective.distill=none", "+streaming.verticals=[1]"
+    )
     metrics = streaming.run(cfg)
     assert calls == [(5, True), (6, False), (6, True), (7, False)]  # tiny: days 2..7, the last 3 streamed
     out = tmp_path / "run"
@@ -77,7 +79,11 @@ def test_teacher_column_reaches_the_batches(teacher_file):
 
 
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, monkeypatch, teacher_file):
-    extra = ("task.distill=aux_adapter", f"data.teacher_path={teacher_file}", "+streaming.verticals=[1,2]")
+    extra = (
+        "task.objective.distill=aux_adapter",
+        f"data.teacher_path={teacher_file}",
+        "+streaming.verticals=[1,2]",
+    )
     reference = streaming.run(compose_stream(tmp_path / "ref", *extra))
 
     def crash(vertical, index):
@@ -97,3 +103,12 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, monkeypatch,
     assert read_rows(out / "metrics_by_day.csv") == ref_rows and len(ref_rows) == 4
     for key in ("stream/auc", "stream/ne", "test/auc"):
         assert resumed[key] == reference[key], key
+
+
+def test_a_misspelt_setting_fails_before_anything_runs(tmp_path):
+    cfg = compose_stream(tmp_path, "+streaming.vertical=[1]")
+    with pytest.raises(ValueError, match=r"streaming\.vertical is not a setting.*verticals, last_days"):
+        streaming.run(cfg)
+    assert not (tmp_path / "run" / "config.yaml").exists()
+    with pytest.raises(ValueError, match="last_days"):
+        streaming.settings(compose_stream(tmp_path, "streaming.last_days=three"))

@@ -4,7 +4,7 @@ Every user's events and candidate are packed into one jagged sequence ``[sink, e
 candidate]``; CamA blocks read it; a shared head predicts every token's click from what precedes
 it. :meth:`GRAB.forward` gives the candidates' logits (evaluation and serving);
 :meth:`GRAB.forward_events` also gives every history event's logit and label for the every-event
-loss of :class:`recsys_lab.tasks.grab.GRABTask`.
+loss of :class:`recsys_lab.objectives.every_event.EveryEventBCE`.
 """
 
 from __future__ import annotations
@@ -68,8 +68,9 @@ class GRAB(CTRModel):
         head_units: hidden widths of the shared logit head.
         dropout: dropout inside the blocks.
         event_label: the action whose bit is each history event's label (``click``).
-        sts: sequence-then-sparse training, read by the GRAB task: ``off`` | ``two_stage`` |
-            ``alternating`` (see docs/sequence_models.md).
+        sts: sequence-then-sparse training, ``off`` | ``two_stage`` | ``alternating``: not used by
+            the model; ``conf/task/grab.yaml`` reads it (``model.sts``) as the default of
+            ``task.schedule.mode`` (:class:`recsys_lab.tasks.schedule.STS`; docs/sequence_models.md).
         kernel: attention implementation: ``reference`` | ``triton`` | ``flex``.
     """
 

@@ -5,7 +5,7 @@ Each history event j becomes two tokens: a *condition* token ``c_j`` (context kn
 item: here the event's category and domain — never its action or any label) and an *item* token
 ``i_j`` (the item, plus the action the user took on it, which is known once the item token is
 read). The sequence ``c_1, i_1, c_2, i_2, ..., c_L, i_L`` is read causally; the output at ``c_j``
-predicts the item ``i_j`` (pre-training: :mod:`recsys_lab.tasks.lum`, InfoNCE).
+predicts the item ``i_j`` (pre-training: :mod:`recsys_lab.objectives.info_nce`).
 
 Knowledge querying appends Q query-condition tokens after the history: each sees the whole history
 and itself, never another query. The queries are one per value of ``query_feature`` (e.g. one per

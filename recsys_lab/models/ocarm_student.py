@@ -3,7 +3,7 @@
 A sequence-fusion encoder — field embeddings, numeric features and the behaviour history pooled
 by attention queried with the candidate's item fields — feeds an MLP whose output ``r_s [B, H]``
 gives the logit and, through a linear projection, matches the frozen teacher's representation
-during training (the distillation lives in :mod:`recsys_lab.tasks.ocarm`). The student never
+during training (the distillation lives in :mod:`recsys_lab.objectives.distill`). The student never
 reads onboarding content: ``forward`` refuses a batch that carries privileged data.
 """
 

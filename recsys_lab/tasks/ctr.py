@@ -1,25 +1,33 @@
-"""CTRTask: the LightningModule that trains any CTRModel with BCE on click logits.
+"""CTRTask: the one LightningModule. It composes a model, an objective, the optimisers and an
+optional schedule, and evaluates with the CTR metrics.
 
-A :class:`~recsys_lab.models.base.MultiTaskModel` is trained on every label it predicts with
-:class:`~recsys_lab.objectives.multitask.MultiTaskBCE`; each label's validation and test metrics
-are logged as ``<split>/<label>/<metric>``, and the unprefixed ``<split>/<metric>`` are those of
-the primary label (``task.label``).
+- **Objective** (``task.objective``, a plain ``nn.Module`` from :mod:`recsys_lab.objectives`): the
+  training loss. ``null`` = :class:`~recsys_lab.objectives.bce.BCE` on ``task.label`` (every label
+  of a :class:`~recsys_lab.models.base.MultiTaskModel`, weighted by ``task.label_weights``; each
+  label's validation and test metrics are logged as ``<split>/<label>/<metric>``, and the unprefixed
+  ``<split>/<metric>`` are those of the primary label). Others: GRAB's every-event BCE, LUM's
+  InfoNCE, ExFM's and OCARM's distillation. The objective's ``eval_logs`` hook adds evaluation
+  metrics (InfoNCE) or refuses batches it must not see (OCARM's student).
+- **Optimisation** follows the usual recsys split: dense weights get one optimiser (AdamW by
+  default), embedding tables another (SparseAdam by default, which touches only the rows a batch
+  looked up). Two optimisers need manual optimisation in Lightning; the dense optimiser's steps
+  drive ``global_step`` (the sparse one is stepped directly so one batch counts as one step).
+- **Schedule** (``task.schedule``, :mod:`recsys_lab.tasks.schedule`): which steps are *packed*
+  (the objective's loss) and which *sparse* (candidates only, dense parameters frozen): GRAB's STS.
 
-Optimisation follows the usual recsys split: dense weights get one optimiser (AdamW by default),
-embedding tables another (SparseAdam by default, which touches only the rows a batch looked up).
-Two optimisers need manual optimisation in Lightning; the dense optimiser's steps drive
-``global_step`` (the sparse one is stepped directly so one batch counts as one step).
+:meth:`CTRTask.train_batch` is the one training step: Lightning's ``training_step`` calls it, and so
+does the streaming runner (:mod:`recsys_lab.runners.streaming`) with plain optimisers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import lightning as L
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -28,8 +36,10 @@ from recsys_lab.data.batch import Batch
 from recsys_lab.layers.embedding import FieldEmbedding
 from recsys_lab.metrics import CTRMetrics
 from recsys_lab.models.base import CTRModel, MultiTaskModel
-from recsys_lab.objectives.multitask import MultiTaskBCE
+from recsys_lab.objectives.base import Loss, Objective
+from recsys_lab.objectives.bce import BCE
 from recsys_lab.tasks.optim import PlateauDecay, RowWiseSparseAdam
+from recsys_lab.tasks.schedule import PACKED, SPARSE, STS
 
 OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
@@ -56,9 +66,12 @@ class CTRTask(L.LightningModule):
         scheduler_interval: step the scheduler every ``epoch`` or every ``step``.
         label: which label of ``Batch.labels`` to fit; with a multi-task model, the primary label
             (one of ``model.labels``) whose metrics are the unprefixed ones.
-        label_weights: multi-task models: label -> loss weight (others weigh 1).
         max_grad_norm: clip the dense gradients' global norm (``None`` = no clipping).
         gauc: compute GAUC on validation and test (needs ``Batch.user``).
+        label_weights: multi-task models: label -> loss weight (others weigh 1); only with the
+            default objective.
+        objective: the training loss (``None`` = :class:`~recsys_lab.objectives.bce.BCE`).
+        schedule: packed/sparse steps (``None`` = every step packed).
     """
 
     def __init__(
@@ -71,13 +84,29 @@ class CTRTask(L.LightningModule):
         label: str = "click",
         max_grad_norm: float | None = None,
         gauc: bool = True,
-        label_weights: dict[str, float] | None = None,
+        label_weights: Mapping[str, float] | None = None,
+        objective: Objective | None = None,
+        schedule: STS | None = None,
     ) -> None:
         super().__init__()
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(f"task.scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+        if objective is None:
+            objective = BCE(label_weights)
+        elif label_weights:
+            raise ValueError(
+                f"task.label_weights weighs the labels of the default BCE objective; task.objective is "
+                f"{type(objective).__name__}. Drop task.label_weights or set task.objective=null."
+            )
+        if schedule is not None and schedule.freezes_dense and sparse_optimizer is None:
+            raise ValueError(
+                f"task.schedule.mode={schedule.mode} (model.sts) trains the embedding tables with their own "
+                "optimiser: set task.sparse_optimizer (e.g. SparseAdam, the default) instead of null"
+            )
         self.automatic_optimization = False
         self.model = model
+        self.objective = objective
+        self.schedule = schedule
         self.optimizer_factory = optimizer
         self.sparse_optimizer_factory = sparse_optimizer
         self.scheduler_factory = scheduler
@@ -86,41 +115,29 @@ class CTRTask(L.LightningModule):
         self.max_grad_norm = max_grad_norm
         self.val_metrics = CTRMetrics(gauc=gauc)
         self.test_metrics = CTRMetrics(gauc=gauc)
-        self.objective: MultiTaskBCE | None = None
+        self.multitask = isinstance(model, MultiTaskModel)
         if isinstance(model, MultiTaskModel):
             if label not in model.labels:
                 raise ValueError(
                     f"task.label={label!r} is not among the labels the model predicts ({list(model.labels)}); "
                     "set task.label to one of them (the primary label) or change model.labels"
                 )
-            self.objective = MultiTaskBCE(model.labels, label_weights)
             # Every other label's metrics (the primary's are val_metrics / test_metrics).
             others = [x for x in model.labels if x != label]
             self.val_label_metrics = torch.nn.ModuleDict({x: CTRMetrics(gauc=gauc) for x in others})
             self.test_label_metrics = torch.nn.ModuleDict({x: CTRMetrics(gauc=gauc) for x in others})
-        elif label_weights:
-            raise ValueError(
-                f"task.label_weights={label_weights} needs a multi-task model (model=mmoe, ple, esmm, "
-                f"shared_bottom); {type(model).__name__} predicts one label"
-            )
+        objective.bind(model, label)
 
     # -- forward -------------------------------------------------------------------------------
     def forward(self, batch: Batch) -> Tensor:
         """Probabilities ``[B]`` of the (primary) label."""
-        if self.objective is not None:
-            return torch.sigmoid(self.model.forward_tasks(batch)[self.label])
+        if self.multitask:
+            return torch.sigmoid(self.model.forward_tasks(batch)[self.label])  # type: ignore[operator]
         return torch.sigmoid(self.model(batch))
 
     def loss(self, batch: Batch) -> Tensor:
-        if self.objective is not None:
-            total, parts = self.objective(self.model.forward_tasks(batch), batch.labels)
-            for name, value in parts.items():
-                self.log(
-                    f"train/{name}/loss", value.detach(), on_step=False, on_epoch=True, batch_size=len(batch)
-                )
-            return total
-        logits = self.model(batch)  # [B]
-        return F.binary_cross_entropy_with_logits(logits, batch.labels[self.label])
+        """The objective's training loss of ``batch`` (a packed batch)."""
+        return self.objective(self.model, batch).value
 
     # -- distribution --------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -184,30 +201,85 @@ class CTRTask(L.LightningModule):
                 "(embedding.sparse_grad=false). Set embedding.sparse_grad=true or use a dense optimiser."
             )
 
-    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        optimizers = self.optimizers()
-        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        loss = self.loss(batch)
+    def train_batch(
+        self,
+        batch: Batch,
+        optimizers: list[Optimizer],
+        step: int,
+        where: str = "",
+        backward: Callable[[Tensor], None] | None = None,
+    ) -> tuple[Loss, str]:
+        """One optimisation step on ``batch``: the schedule's batch kind, the objective's loss,
+        backward, clipping and every optimiser's step. Returns ``(loss, kind)``.
+
+        Args:
+            optimizers: dense first, then the embedding tables' (as :meth:`configure_optimizers`).
+            step: the global step (it picks the schedule's batch kind).
+            where: context for the error message of a non-finite loss (e.g. ``epoch 0, batch 3``).
+            backward: how to back-propagate (Lightning's ``manual_backward``; default ``Tensor.backward``).
+        """
+        kind = PACKED if self.schedule is None else self.schedule.batch_kind(step)
+        out = (
+            self.objective(self.model, batch)
+            if kind == PACKED
+            else self.objective.candidate_loss(self.model, batch)
+        )
+        loss = out.value
         if not torch.isfinite(loss):
+            context = ", ".join(x for x in (where, f"{kind} batch" if self.schedule is not None else "") if x)
             raise NonFiniteLossError(
-                f"Training loss is {loss.item()} at global step {self.global_step} (epoch "
-                f"{self.current_epoch}, batch {batch_idx}). Try a lower task.optimizer.lr, "
+                f"Training loss is {loss.item()} at global step {step}{f' ({context})' if context else ''}. "
+                "Try a lower task.optimizer.lr, "
                 "task.max_grad_norm=1.0, or check the data for NaN/inf values."
             )
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        if self.max_grad_norm is not None:
+        (backward or Tensor.backward)(loss)
+        if kind == SPARSE:
+            # Dense parameters are frozen in sparse batches: drop their gradients so the dense
+            # optimiser's step (which drives global_step) changes nothing.
+            optimizers[0].zero_grad(set_to_none=True)
+        elif self.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(self.model.dense_parameters(), self.max_grad_norm)
-        optimizers[0].step()
-        for opt in optimizers[1:]:
-            opt.optimizer.step()  # the raw optimiser: one batch = one global step
+        for opt in optimizers:
+            opt.step()
+        return out, kind
+
+    def on_train_start(self) -> None:
+        if self.schedule is not None:
+            self.schedule.start(float(self.trainer.estimated_stepping_batches))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Read checkpoints written before objectives were modules: ExFM's adapter weights moved
+        from ``adapter.*`` to ``objective.adapter.*``, its optimiser into ``objective._extra_state``."""
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith("adapter.")]:
+            state[f"objective.{key}"] = state.pop(key)
+        extra = "objective._extra_state"
+        if extra in self.state_dict() and extra not in state:
+            state[extra] = checkpoint.pop("adapter_optimizer", None)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        # Lightning's wrapper of the dense optimiser counts global steps; the others step raw, so
+        # one batch is one global step.
+        raw = [opt.optimizer if isinstance(opt, LightningOptimizer) else opt for opt in optimizers[1:]]
+        where = f"epoch {self.current_epoch}, batch {batch_idx}"
+        out, kind = self.train_batch(
+            batch, [optimizers[0], *raw], self.global_step, where, self.manual_backward
+        )
         if self.scheduler_factory is not None and self.scheduler_interval == "step":
             self.lr_schedulers().step()
-        self.log(
-            "train/loss", loss.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch)
-        )
-        return loss
+        n = len(batch)
+        self.log("train/loss", out.value.detach(), on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        for name, value in out.logs.items():
+            self.log(f"train/{name}", value, on_step=True, on_epoch=True, batch_size=n)
+        for name, value in out.epoch_logs.items():
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=n)
+        if self.schedule is not None:
+            self.log("train/sts_sparse", float(kind == SPARSE), on_step=True, on_epoch=False, batch_size=n)
+        return out.value
 
     def on_train_epoch_end(self) -> None:
         """Step epoch schedulers; Lightning calls this after the epoch's validation."""
@@ -231,16 +303,19 @@ class CTRTask(L.LightningModule):
     # -- evaluation ----------------------------------------------------------------------------
     def _label_metrics(self, metrics: CTRMetrics) -> torch.nn.ModuleDict | None:
         """The other labels' metrics beside the primary label's ``metrics`` (multi-task only)."""
-        if self.objective is None:
+        if not self.multitask:
             return None
         return self.val_label_metrics if metrics is self.val_metrics else self.test_label_metrics
 
-    def _eval_step(self, batch: Batch, metrics: CTRMetrics) -> None:
+    def _eval_step(self, batch: Batch, metrics: CTRMetrics, batch_idx: int = 0) -> None:
+        split = "val" if metrics is self.val_metrics else "test"
+        for name, value in self.objective.eval_logs(self.model, batch, batch_idx).items():
+            self.log(f"{split}/{name}", value, on_epoch=True, batch_size=len(batch))
         others = self._label_metrics(metrics)
         if others is None:
             metrics.update(self(batch), batch.labels[self.label], batch.user)
             return
-        probs = {k: torch.sigmoid(v) for k, v in self.model.forward_tasks(batch).items()}
+        probs = {k: torch.sigmoid(v) for k, v in self.model.forward_tasks(batch).items()}  # type: ignore[operator]
         for name in self.model.labels:
             if name not in batch.labels:
                 raise ValueError(
@@ -263,13 +338,13 @@ class CTRTask(L.LightningModule):
             self.log_dict(per_label)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, self.val_metrics)
+        self._eval_step(batch, self.val_metrics, batch_idx)
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val", self.val_metrics)
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_step(batch, self.test_metrics)
+        self._eval_step(batch, self.test_metrics, batch_idx)
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test", self.test_metrics)

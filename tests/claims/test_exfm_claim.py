@@ -3,7 +3,7 @@ predictions through its auxiliary head beats the same VM without the FM — when
 (trained on far more data than the VM). The control FM is weak (trained on as few rows as the VM):
 its predictions carry little that the VM cannot learn itself, and the gain shrinks.
 
-The models and the loss are the project's (:class:`ExFMModel`, :meth:`ExFMTask.loss` with
+The models and the loss are the project's (:class:`ExFMModel`, :class:`ExFMDistillation` in a :class:`CTRTask` with
 ``distill=aux`` / ``none``); the FM's predictions play the DAS column ``Batch.teacher['fm']``."""
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from recsys_lab.data.schema import Feature, Schema
 from recsys_lab.layers.embedding import FullEmbedding
 from recsys_lab.metrics import auc
 from recsys_lab.models.exfm import ExFMModel
-from recsys_lab.tasks.exfm import ExFMTask
+from recsys_lab.objectives.distill import ExFMDistillation
+from recsys_lab.tasks.ctr import CTRTask
 
 USERS, ITEMS, VM_ROWS, FM_ROWS, TEST, VM_BATCH = 300, 200, 2000, 40_000, 10_000, 32
 SCHEMA = Schema(
@@ -65,7 +66,7 @@ def vm_aucs(seed: int, strong_fm: bool) -> dict[str, float]:
     for mode in ("none", "aux"):
         torch.manual_seed(seed)
         vm = ExFMModel(SCHEMA, EMB, hidden_units=[16], aux_head=True)
-        task = ExFMTask(vm, functools.partial(torch.optim.Adam, lr=1e-2), distill=mode)
+        task = CTRTask(vm, functools.partial(torch.optim.Adam, lr=1e-2), objective=ExFMDistillation(mode))
         opt = torch.optim.Adam(vm.parameters(), lr=1e-2)
         for start in range(FM_ROWS, FM_ROWS + VM_ROWS, VM_BATCH):  # one pass over the VM's stream
             rows = slice(start, start + VM_BATCH)

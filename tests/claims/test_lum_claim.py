@@ -22,7 +22,7 @@ from recsys_lab.data.batch import Batch, Jagged
 from recsys_lab.layers.embedding import FullEmbedding
 from recsys_lab.metrics import auc
 from recsys_lab.models.lum import LUM
-from recsys_lab.tasks.lum import LUMPretrainTask
+from recsys_lab.objectives.info_nce import InfoNCE
 from tests.models.test_lum import CATEGORIES, DOMAINS, ITEMS, lum_schema
 
 TASTES, LENGTH = 5, 10
@@ -95,18 +95,12 @@ def run(seed: int) -> dict[str, float]:
         max_history=LENGTH,
         condition_dropout=0.0,
     )
-    task = LUMPretrainTask(
-        lum,
-        functools.partial(torch.optim.Adam, lr=1e-2),
-        num_sampled_negatives=16,
-        num_in_batch_negatives=64,
-        temperature=0.1,
-    )
+    objective = InfoNCE(num_sampled_negatives=16, num_in_batch_negatives=64, temperature=0.1)
     pretrain = users(256, seed=1000 + seed)
     opt = torch.optim.Adam(lum.parameters(), lr=3e-2)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(120):
-        loss, _ = task.infonce(pretrain, generator=gen)
+        loss, _ = objective.infonce(lum, pretrain, generator=gen)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -2,7 +2,7 @@
 sees only pre-conversion observables helps exactly when the privileged signal (onboarding
 engagement) is partly predictable from those observables, and not when it is pure noise.
 
-The student and its loss are the project's (:class:`OCARMStudent`, :meth:`OCARMStudentTask.loss`:
+The student and its loss are the project's (:class:`OCARMStudent`, :class:`OCARMAlignment` in a :class:`CTRTask`:
 BCE + λ·MSE(projection, teacher representation)); the teacher is a small MLP over
 ``[observables ; engagement]`` standing in for the hierarchical content encoder (not under test
 here). Few training rows (the regime where a dense teacher target is worth more than noisy binary
@@ -22,7 +22,8 @@ from recsys_lab.layers.embedding import FullEmbedding
 from recsys_lab.layers.mlp import MLP
 from recsys_lab.metrics import auc
 from recsys_lab.models.ocarm_student import OCARMStudent
-from recsys_lab.tasks.ocarm import OCARMStudentTask
+from recsys_lab.objectives.distill import OCARMAlignment
+from recsys_lab.tasks.ctr import CTRTask
 
 OBS, TRAIN, TEST, STEPS, REP = 8, 1000, 10_000, 300, 16
 SCHEMA = Schema((Feature("segment", "categorical", 2), *(Feature(f"x{i}", "numeric") for i in range(OBS))))
@@ -65,7 +66,12 @@ def student_auc(rho: float, seed: int, rep_weight: float) -> float:
     torch.manual_seed(seed)
     emb = functools.partial(FullEmbedding, dim=4, sparse_grad=False)
     model = OCARMStudent(SCHEMA, emb, hidden_units=[32, REP], teacher_dim=REP, history=False)
-    task = OCARMStudentTask(model, functools.partial(torch.optim.Adam, lr=1e-2), rep_weight=rep_weight)
+    task = CTRTask(
+        model,
+        functools.partial(torch.optim.Adam, lr=1e-2),
+        label="retention",
+        objective=OCARMAlignment(rep_weight=rep_weight),
+    )
     train = batch(x[tr], y[tr], {"rep": t_rep, "prob": t_prob})
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(STEPS):

@@ -15,8 +15,10 @@ from recsys_lab.data.batch import Batch, Jagged
 from recsys_lab.layers.sequence import PackedSequence
 from recsys_lab.models.dnn import DNN
 from recsys_lab.models.grab import GRAB
+from recsys_lab.objectives.every_event import EveryEventBCE
 from recsys_lab.scaling.counting import measured_flops_per_example
-from recsys_lab.tasks.grab import GRABTask
+from recsys_lab.tasks.ctr import CTRTask
+from recsys_lab.tasks.schedule import STS
 from tests.conftest import compose_train
 from tests.layers.test_sequence import make_seq_batch, make_seq_schema, seq_embedding
 from tests.models.conftest import train_losses
@@ -219,13 +221,14 @@ class _Recorder(L.Callback):
     [("two_stage", [1, 1, 0, 0]), ("alternating", [1, 0, 1, 0]), ("off", [1, 1, 1, 1])],
 )
 def test_sts_schedule_freezes_dense_parameters_in_sparse_batches(tmp_path, sts, dense_moves):
-    model = grab(sts=sts, kernel="padded")
-    task = GRABTask(
+    model = grab(kernel="padded")
+    task = CTRTask(
         model,
         optimizer=lambda ps: torch.optim.Adam(ps, lr=1e-2),
         sparse_optimizer=lambda ps: torch.optim.Adam(ps, lr=1e-2),
-        sts_stage1_fraction=0.5,
         gauc=False,
+        objective=EveryEventBCE(),
+        schedule=STS(sts, stage1_fraction=0.5),
     )
     batches = [make_seq_batch(16, seed=20 + i) for i in range(4)]
     rec = _Recorder()
@@ -254,7 +257,13 @@ def test_sts_schedule_freezes_dense_parameters_in_sparse_batches(tmp_path, sts, 
 
 def test_sts_needs_a_sparse_optimizer():
     with pytest.raises(ValueError, match="sparse_optimizer"):
-        GRABTask(grab(sts="two_stage"), optimizer=lambda ps: torch.optim.Adam(ps), sparse_optimizer=None)
+        CTRTask(
+            grab(),
+            optimizer=lambda ps: torch.optim.Adam(ps),
+            sparse_optimizer=None,
+            objective=EveryEventBCE(),
+            schedule=STS("two_stage"),
+        )
 
 
 @pytest.mark.usefixtures("hydra_ctx")

@@ -1,4 +1,4 @@
-"""ExFMTask: the four ablations' losses, masking of missing FM predictions, the adapter."""
+"""ExFM distillation (CTRTask with ExFMDistillation): the four ablations' losses, masking of missing FM predictions, the adapter."""
 
 import functools
 
@@ -8,17 +8,18 @@ import torch.nn.functional as F
 
 from recsys_lab.layers.embedding import FullEmbedding
 from recsys_lab.models.exfm import ExFMModel
-from recsys_lab.tasks.exfm import ExFMTask
+from recsys_lab.objectives.distill import ExFMDistillation
+from recsys_lab.tasks.ctr import CTRTask
 from tests.helpers import LinearModel, tiny_batch, tiny_schema
 
 EMB = functools.partial(FullEmbedding, dim=4, sparse_grad=False)
 ADAM = functools.partial(torch.optim.Adam, lr=1e-2)
 
 
-def make_task(distill: str, aux_head: bool = True, **kwargs) -> ExFMTask:
+def make_task(distill: str, aux_head: bool = True, **kwargs) -> CTRTask:
     torch.manual_seed(0)
     model = ExFMModel(tiny_schema(), EMB, hidden_units=[8], aux_head=aux_head)
-    return ExFMTask(model, ADAM, distill=distill, **kwargs)
+    return CTRTask(model, ADAM, objective=ExFMDistillation(distill, **kwargs))
 
 
 def with_teacher(n: int = 64, nan_rows: int = 0):
@@ -67,9 +68,11 @@ def test_missing_predictions_get_no_distillation_loss() -> None:
 
 def test_adapter_updates_first_and_learns_a_recalibration() -> None:
     task = make_task("aux_adapter", adapter_lr=1e-1)
-    before = [p.detach().clone() for p in task.adapter.parameters()]
+    before = [p.detach().clone() for p in task.objective.adapter.parameters()]
     task.loss(with_teacher())
-    assert any(not torch.equal(a, b) for a, b in zip(before, task.adapter.parameters(), strict=True))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before, task.objective.adapter.parameters(), strict=True)
+    )
     with torch.no_grad():
         task.loss(with_teacher())  # no gradients: no adapter step
     # A stale FM that under-predicts by a constant factor: the adapter learns to undo it.
@@ -77,10 +80,10 @@ def test_adapter_updates_first_and_learns_a_recalibration() -> None:
     for _ in range(150):
         p = torch.rand(256, generator=g) * 0.8 + 0.1
         y = torch.bernoulli(p, generator=g)
-        task._adapter_step((p / 3).clamp(1e-6, 1), y, torch.ones(256, dtype=torch.bool))
+        task.objective.adapter_step((p / 3).clamp(1e-6, 1), y, torch.ones(256, dtype=torch.bool))
     p = torch.tensor([0.2, 0.5, 0.8])
     with torch.no_grad():
-        recalibrated = torch.sigmoid(task.adapter_logits(p / 3))
+        recalibrated = torch.sigmoid(task.objective.adapter_logits(p / 3))
     torch.testing.assert_close(recalibrated, p, atol=0.08, rtol=0)
 
 
@@ -88,9 +91,39 @@ def test_bad_configs_fail_loudly() -> None:
     with pytest.raises(ValueError, match="distill"):
         make_task("everything")
     with pytest.raises(ValueError, match="auxiliary head"):
-        ExFMTask(LinearModel(tiny_schema()), ADAM, distill="aux").check_model()
+        CTRTask(LinearModel(tiny_schema()), ADAM, objective=ExFMDistillation("aux"))
     with pytest.raises(ValueError, match="teacher_path"):
         make_task("aux").loss(tiny_batch())
+
+
+def test_adapter_and_its_optimiser_state_travel_in_the_task_state_dict() -> None:
+    task = make_task("aux_adapter")
+    task.loss(with_teacher())  # one adapter step: its optimiser now has state
+    state = task.state_dict()
+    assert {k for k in state if not k.startswith("model.")} >= {
+        "objective.adapter.net.0.weight",
+        "objective._extra_state",
+    }
+    fresh = make_task("aux_adapter")
+    fresh.load_state_dict(state)
+    step = fresh.objective.adapter_optimizer.state_dict()["state"][0]["step"]
+    assert float(step) == 1.0
+    for a, b in zip(task.objective.adapter.parameters(), fresh.objective.adapter.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_checkpoints_of_the_former_exfm_task_still_load() -> None:
+    """Before objectives were modules the adapter sat at ``adapter.*`` and its optimiser beside the
+    state_dict: CTRTask.on_load_checkpoint maps them to ``objective.*``."""
+    task = make_task("aux_adapter")
+    task.loss(with_teacher())
+    state = task.state_dict()
+    old = {k.removeprefix("objective."): v for k, v in state.items() if k != "objective._extra_state"}
+    checkpoint = {"state_dict": old, "adapter_optimizer": state["objective._extra_state"]}
+    fresh = make_task("aux_adapter")
+    fresh.on_load_checkpoint(checkpoint)
+    fresh.load_state_dict(checkpoint["state_dict"])
+    assert fresh.objective.adapter_optimizer.state_dict()["state"]
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,8 @@ import torch
 
 from recsys_lab.data.batch import Batch, Jagged
 from recsys_lab.layers.embedding import FullEmbedding
-from recsys_lab.tasks.lum import LUMPretrainTask, info_nce
+from recsys_lab.objectives.info_nce import InfoNCE, info_nce
+from recsys_lab.tasks.ctr import CTRTask
 from tests.models.test_lum import ITEMS, lum_batch, make_lum
 
 
@@ -59,11 +60,14 @@ def test_in_batch_negatives_include_the_positive_itself_and_it_is_masked():
     assert loss.item() < 1e-6 and auc.item() == 1.0
 
 
-def task_for(model, **kw) -> LUMPretrainTask:
+def task_for(model, **kw) -> CTRTask:
     args = dict(num_sampled_negatives=16, num_in_batch_negatives=-1, temperature=0.1)
     args.update(kw)
-    return LUMPretrainTask(
-        model, optimizer=functools.partial(torch.optim.Adam, lr=1e-2), sparse_optimizer=None, **args
+    return CTRTask(
+        model,
+        optimizer=functools.partial(torch.optim.Adam, lr=1e-2),
+        sparse_optimizer=None,
+        objective=InfoNCE(**args),
     )
 
 
@@ -86,14 +90,14 @@ def test_pretraining_learns_a_planted_next_item_rule():
     train, test = planted_batch(16, 8, seed=1), planted_batch(16, 8, seed=2)
     first = None
     for _ in range(40):
-        loss, _ = task.infonce(train)
+        loss, _ = task.objective.infonce(model, train)
         first = first if first is not None else loss.item()
         opt.zero_grad()
         loss.backward()
         opt.step()
     model.eval()
     with torch.no_grad():
-        test_loss, test_auc = task.infonce(test, generator=torch.Generator().manual_seed(0))
+        test_loss, test_auc = task.objective.infonce(model, test, generator=torch.Generator().manual_seed(0))
     torch.set_num_threads(threads)
     assert test_loss.item() < 0.5 * first
     assert test_auc.item() > 0.95  # chance: 0.5
@@ -112,5 +116,5 @@ def test_task_errors():
 
 def test_a_batch_without_history_gives_a_zero_loss_with_a_graph():
     task = task_for(make_lum())
-    loss, auc = task.infonce(lum_batch([0, 0]))
+    loss, auc = task.objective.infonce(task.model, lum_batch([0, 0]))
     assert loss.item() == 0.0 and auc.item() == 0.5

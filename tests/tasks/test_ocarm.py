@@ -1,4 +1,4 @@
-"""OCARM tasks: the student's distillation losses and its refusal of privileged data."""
+"""OCARM objectives (CTRTask with OCARMAlignment / OCARMTeacherBCE): the student's distillation losses and its refusal of privileged data."""
 
 import functools
 
@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from recsys_lab.data.batch import Jagged
 from recsys_lab.layers.embedding import FullEmbedding
 from recsys_lab.models.ocarm_student import OCARMStudent
-from recsys_lab.tasks.ocarm import OCARMStudentTask, OCARMTeacherTask, PrivilegedBatchError
+from recsys_lab.objectives.distill import OCARMAlignment, OCARMTeacherBCE, PrivilegedBatchError
+from recsys_lab.tasks.ctr import CTRTask
 from tests.helpers import LinearModel, tiny_batch, tiny_schema
 
 EMB = functools.partial(FullEmbedding, dim=4, sparse_grad=False)
@@ -24,9 +25,10 @@ def batch_with_teacher(n: int = 32, dim: int = 6):
     return batch
 
 
-def make_task(**kwargs) -> OCARMStudentTask:
+def make_task(label: str = "retention", teacher_dim: int = 6, **kwargs) -> CTRTask:
     torch.manual_seed(0)
-    return OCARMStudentTask(OCARMStudent(tiny_schema(), EMB, hidden_units=[8], teacher_dim=6), ADAM, **kwargs)
+    model = OCARMStudent(tiny_schema(), EMB, hidden_units=[8], teacher_dim=teacher_dim)
+    return CTRTask(model, ADAM, label=label, objective=OCARMAlignment(**kwargs))
 
 
 @pytest.mark.parametrize("distance", ["mse", "cosine"])
@@ -86,13 +88,13 @@ def test_student_task_refuses_privileged_batches() -> None:
 def test_errors_speak() -> None:
     with pytest.raises(ValueError, match="teacher_path"):
         make_task(rep_weight=1.0, label="click").loss(tiny_batch())
-    task = OCARMStudentTask(OCARMStudent(tiny_schema(), EMB, hidden_units=[8], teacher_dim=5), ADAM)
+    task = make_task(teacher_dim=5)
     b = batch_with_teacher()
     with pytest.raises(ValueError, match="teacher_dim"):
         task.loss(b)
     with pytest.raises(ValueError, match="distance"):
         make_task(distance="l1")
-    teacher = OCARMTeacherTask(LinearModel(tiny_schema()), ADAM, label="click")
+    teacher = CTRTask(LinearModel(tiny_schema()), ADAM, objective=OCARMTeacherBCE())
     with pytest.raises(ValueError, match="privileged=true"):
         teacher.loss(tiny_batch())
 

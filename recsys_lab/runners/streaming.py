@@ -4,8 +4,10 @@
 model each; null = one model on ``data.domains``) over the stream of ``data=synthetic_stream``:
 for each prequential pair ``(d, d + 1)`` of the last ``streaming.last_days`` days (null = all),
 it trains one pass on day ``d`` and then evaluates on day ``d + 1`` — which the model has not
-seen. The loop is plain PyTorch around the task's ``loss`` and optimisers (no Lightning trainer:
-a day is the unit of work, not an epoch).
+seen. Each batch is one :meth:`CTRTask.train_batch <recsys_lab.tasks.ctr.CTRTask.train_batch>`,
+the task's own training step (objective, clipping, every optimiser), with plain optimisers and no
+Lightning trainer: a day is the unit of work, not an epoch. The settings are
+:class:`StreamingSettings` (``+streaming.*``; a misspelt key is an error).
 
 Outputs in ``paths.output_dir``: ``metrics_by_day.csv`` (one row per vertical and evaluation
 day: AUC, LogLoss, NE, GAUC, calibration, and the day's oracle AUC/LogLoss), ``metrics_by_day.png``
@@ -13,8 +15,9 @@ day: AUC, LogLoss, NE, GAUC, calibration, and the day's oracle AUC/LogLoss), ``m
 verticals as ``stream/<metric>``, the last day's mean as ``test/<metric>``, per vertical
 ``<vm>/<metric>``, plus parameter and FLOP counts).
 
-Resumable: after each day, ``<vm>/checkpoints/last.ckpt`` holds the task's weights, optimiser
-states, RNG state and the rows so far (written atomically), and ``checkpoints/last.ckpt`` of the
+Resumable: after each day, ``<vm>/checkpoints/last.ckpt`` holds the task's state (weights and the
+objective's own state, e.g. ExFM's adapter and its optimiser), optimiser states, RNG state and the
+rows so far (written atomically), and ``checkpoints/last.ckpt`` of the
 stage records the progress, so the pipeline resumes an interrupted stage (``ckpt_path`` set):
 finished verticals are read back, the interrupted one continues after its last finished day, and
 the final metrics equal those of an uninterrupted run.
@@ -25,65 +28,69 @@ from __future__ import annotations
 import copy
 import csv
 import math
-import os
-import tempfile
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import ConfigKeyError, ValidationError
 
 from recsys_lab.metrics import CTRMetrics
 from recsys_lab.runners import stage
 from recsys_lab.runners.stage import write_json_atomic
 
+if TYPE_CHECKING:
+    from recsys_lab.tasks.ctr import CTRTask
+
 METRICS = ("auc", "logloss", "ne", "gauc", "calibration")
 COLUMNS = ("vertical", "train_day", "day", "rows", *METRICS, "oracle_auc", "oracle_logloss")
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _after_day(vertical: str, index: int) -> None:
     """Called after each day's checkpoint is written (tests patch it to simulate a crash)."""
 
 
-def _optimizers(task: Any) -> list[torch.optim.Optimizer]:
-    if getattr(task, "scheduler_factory", None) is not None:
+@dataclass
+class StreamingSettings:
+    """``+streaming.*``: the runner's settings.
+
+    Attributes:
+        verticals: domain ids, one vertical model each (null = one model on ``data.domains``).
+        last_days: stream only the last this many days (null = all; at least 2).
+    """
+
+    verticals: list[int] | None = None
+    last_days: int | None = None
+
+
+def settings(cfg: DictConfig) -> StreamingSettings:
+    """The ``streaming`` node of ``cfg`` as :class:`StreamingSettings`; an unknown or mistyped key
+    raises a ``ValueError`` that names it and the known ones."""
+    node = cfg.get("streaming")
+    known = ", ".join(f.name for f in fields(StreamingSettings))
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(StreamingSettings), node or {})
+    except ConfigKeyError as err:
+        raise ValueError(
+            f"streaming.{err.key} is not a setting of the streaming runner; its settings are: {known}. "
+            "Check the spelling of the +streaming.* override."
+        ) from None
+    except ValidationError as err:
+        raise ValueError(f"streaming.{err.key}: {str(err).splitlines()[0]} (settings: {known})") from None
+    out = OmegaConf.to_object(merged)
+    assert isinstance(out, StreamingSettings)
+    return out
+
+
+def _optimizers(task: CTRTask) -> list[torch.optim.Optimizer]:
+    if task.scheduler_factory is not None:
         raise ValueError("The streaming runner does not step LR schedulers: set task.scheduler=null")
     out = task.configure_optimizers()
     return list(out[0] if isinstance(out, tuple) else out)
 
 
-def train_step(task: Any, batch: Any, optimizers: list[torch.optim.Optimizer]) -> float:
-    """One optimisation step of ``task`` on ``batch`` (its ``loss``, all its optimisers)."""
-    from recsys_lab.tasks.ctr import NonFiniteLossError
-
-    loss = task.loss(batch)
-    if not torch.isfinite(loss):
-        raise NonFiniteLossError(
-            f"Streaming training loss is {loss.item()}; try a lower task.optimizer.lr or task.max_grad_norm=1.0"
-        )
-    for opt in optimizers:
-        opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if task.max_grad_norm is not None:
-        torch.nn.utils.clip_grad_norm_(task.model.dense_parameters(), task.max_grad_norm)
-    for opt in optimizers:
-        opt.step()
-    return float(loss.detach())
-
-
-def evaluate(task: Any, loader: Any) -> dict[str, float]:
+def evaluate(task: CTRTask, loader: Any) -> dict[str, float]:
     """:class:`CTRMetrics` of the task's predictions (serving path) over ``loader``."""
     metrics = CTRMetrics(gauc=True)
     task.eval()
@@ -103,13 +110,10 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", newline="") as f:
+    with stage.atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def stream_vertical(
@@ -120,16 +124,21 @@ def stream_vertical(
 
     from recsys_lab.data.synthetic.stream_datamodule import SyntheticStreamDataModule
     from recsys_lab.runners.train import build
+    from recsys_lab.tasks.ctr import CTRTask
 
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     datamodule, model, task = build(cfg)
     if not isinstance(datamodule, SyntheticStreamDataModule):
         raise ValueError("The streaming runner needs data=synthetic_stream (days in order)")
-    if hasattr(task, "check_model"):
-        task.check_model()
+    if not isinstance(task, CTRTask):
+        raise ValueError(
+            f"The streaming runner trains a CTRTask (task=ctr, exfm_student, ...), got {type(task).__name__}"
+        )
+    if task.schedule is not None:
+        task.schedule.start(None)  # a stream has no fixed number of steps
     optimizers = _optimizers(task)
     pairs = datamodule.prequential_days()
-    last_days = (cfg.get("streaming") or {}).get("last_days")
+    last_days = settings(cfg).last_days
     if last_days:
         if int(last_days) < 2 or int(last_days) > len(datamodule.days):
             raise ValueError(
@@ -142,21 +151,20 @@ def stream_vertical(
     if resume and done_file.is_file():
         return _read_rows(done_file), model
     rows: list[dict[str, Any]] = []
-    start = 0
+    start = step = 0
     if resume and ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
         task.load_state_dict(state["task"])
         for opt, opt_state in zip(optimizers, state["optimizers"], strict=True):
             opt.load_state_dict(opt_state)
-        if getattr(task, "adapter_optimizer", None) is not None:
-            task.adapter_optimizer.load_state_dict(state["adapter_optimizer"])
         torch.set_rng_state(state["rng"])
-        rows, start = state["rows"], state["next"]
+        rows, start, step = state["rows"], state["next"], state.get("step", 0)
     for i in range(start, len(pairs)):
         train_day, day = pairs[i]
         task.train()
         for batch in datamodule.day_dataloader(train_day, train=True):
-            train_step(task, batch, optimizers)
+            task.train_batch(batch, optimizers, step, where=f"{name}, training day {train_day}")
+            step += 1
         values = evaluate(task, datamodule.day_dataloader(day))
         oracle = datamodule.day_oracle_metrics(day)
         lo, hi = datamodule.samples.day_range(day)
@@ -177,11 +185,10 @@ def stream_vertical(
             "rng": torch.get_rng_state(),
             "rows": rows,
             "next": i + 1,
+            "step": step,
         }
-        if getattr(task, "adapter_optimizer", None) is not None:
-            state["adapter_optimizer"] = task.adapter_optimizer.state_dict()
-        _save_atomic(state, ckpt)
-        _save_atomic({"vertical": name, "next": i + 1}, stage_ckpt)
+        stage.torch_save_atomic(state, ckpt)
+        stage.torch_save_atomic({"vertical": name, "next": i + 1}, stage_ckpt)
         _after_day(name, i)
     _write_rows(done_file, rows)
     return rows, model
@@ -219,12 +226,9 @@ def plot_by_day(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Stream every vertical; write the per-day table, the plot and ``metrics.json``."""
     out_dir = Path(cfg.paths.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    stage.set_threads(cfg)
-    torch.set_flush_denormal(bool(cfg.get("flush_denormal", True)))
+    verticals = settings(cfg).verticals  # a misspelt setting fails before anything is written
+    stage.begin(cfg, out_dir)
     resume = bool(cfg.get("ckpt_path"))
-    verticals = (cfg.get("streaming") or {}).get("verticals")
     stage_ckpt = out_dir / "checkpoints" / "last.ckpt"
     rows: list[dict[str, Any]] = []
     model = None

@@ -5,25 +5,23 @@ item ``i_j`` that follows it. Scores are cosine similarities divided by a temper
 candidates are the positive, *in-batch negatives* (the target items of other positions of the
 batch, a random subset of ``num_in_batch_negatives``) and ``num_sampled_negatives`` items drawn
 uniformly from the vocabulary. A negative with the positive's own item id is a false negative and is
-masked out. Optimisation is :class:`~recsys_lab.tasks.ctr.CTRTask`'s (dense AdamW + sparse
-optimiser for the tables).
+masked out.
 
 Logged: ``{train,val,test}/infonce``, ``{val,test}/retrieval_auc`` (how often the positive
-outscores a negative), and the CTR metrics of LUM's zero-shot matching score on the click labels
-(``val/auc``, ...: the checkpoint monitor of the default callbacks).
+outscores a negative); the task adds the CTR metrics of LUM's zero-shot matching score on the
+click labels (``val/auc``, ...: the checkpoint monitor of the default callbacks).
 """
 
 from __future__ import annotations
-
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from recsys_lab.data.batch import Batch
+from recsys_lab.models.base import CTRModel
 from recsys_lab.models.lum import LUM
-from recsys_lab.tasks.ctr import CTRTask, OptimizerFactory, SchedulerFactory
+from recsys_lab.objectives.base import Loss, Objective
 
 
 def info_nce(
@@ -54,63 +52,42 @@ def info_nce(
     return loss, wins.mean().detach()
 
 
-class LUMPretrainTask(CTRTask):
-    """Pre-train a :class:`~recsys_lab.models.lum.LUM` with InfoNCE (see the module docstring).
+class InfoNCE(Objective):
+    """Next-item InfoNCE of a :class:`~recsys_lab.models.lum.LUM` (see the module docstring).
 
     Args:
-        model: the LUM.
-        optimizer, sparse_optimizer, scheduler, scheduler_interval, max_grad_norm: as
-            :class:`~recsys_lab.tasks.ctr.CTRTask`.
         temperature: τ of the cosine scores.
         num_sampled_negatives: items drawn uniformly from ``1..vocab-1`` per batch.
         num_in_batch_negatives: other positions' targets used as negatives (a random subset of
             this size; ``-1`` = all of them).
-        label: the label the zero-shot score is evaluated on.
-        gauc: GAUC of the zero-shot score.
     """
 
     def __init__(
-        self,
-        model: LUM,
-        optimizer: OptimizerFactory,
-        sparse_optimizer: OptimizerFactory | None = None,
-        scheduler: SchedulerFactory | None = None,
-        scheduler_interval: Literal["epoch", "step"] = "epoch",
-        max_grad_norm: float | None = None,
-        temperature: float = 0.07,
-        num_sampled_negatives: int = 256,
-        num_in_batch_negatives: int = 256,
-        label: str = "click",
-        gauc: bool = True,
+        self, temperature: float = 0.07, num_sampled_negatives: int = 256, num_in_batch_negatives: int = 256
     ) -> None:
-        if not isinstance(model, LUM):
-            raise TypeError(
-                f"task=lum_pretrain pre-trains a LUM, got model {type(model).__name__}; use model=lum"
-            )
+        super().__init__()
         if temperature <= 0:
-            raise ValueError(f"task.temperature={temperature} must be > 0")
+            raise ValueError(f"task.objective.temperature={temperature} must be > 0")
         if num_sampled_negatives < 0 or num_in_batch_negatives < -1:
             raise ValueError(
-                "task.num_sampled_negatives must be >= 0 and task.num_in_batch_negatives >= -1 (-1 = all)"
+                "task.objective.num_sampled_negatives must be >= 0 and num_in_batch_negatives >= -1 (-1 = all)"
             )
-        super().__init__(
-            model,
-            optimizer,
-            sparse_optimizer,
-            scheduler,
-            scheduler_interval,
-            label=label,
-            max_grad_norm=max_grad_norm,
-            gauc=gauc,
-        )
         self.temperature = temperature
         self.num_sampled_negatives = num_sampled_negatives
         self.num_in_batch_negatives = num_in_batch_negatives
-        self.num_items = model.token_schema.features[0].vocab_size
 
-    def infonce(self, batch: Batch, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def bind(self, model: CTRModel, label: str) -> None:
+        super().bind(model, label)
+        if not isinstance(model, LUM):
+            raise TypeError(
+                f"task=lum_pretrain pre-trains a LUM, got model {type(model).__name__}; use model=lum "
+                "(experiment=lum_pretrain brings it with data=synthetic_seq)"
+            )
+
+    def infonce(
+        self, model: LUM, batch: Batch, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
         """``(loss, retrieval auc)`` of the batch's histories."""
-        model: LUM = self.model  # type: ignore[assignment]
         items, conditions, actions, mask = model.history(batch)
         h, _ = model.encode(items, conditions, actions, mask)  # [B, L, D]
         h, pos_ids = h[mask], items[mask]  # [N, D], [N]
@@ -123,27 +100,17 @@ class LUMPretrainTask(CTRTask):
             batch_ids = pos_ids[pick]
         else:
             batch_ids = pos_ids
-        sampled = torch.randint(1, self.num_items, (self.num_sampled_negatives,), generator=generator).to(dev)
+        num_items = model.token_schema.features[0].vocab_size
+        sampled = torch.randint(1, num_items, (self.num_sampled_negatives,), generator=generator).to(dev)
         neg_ids = torch.cat([batch_ids, sampled])
         emb = model.item_embedding(torch.cat([pos_ids, neg_ids]))  # [N + M, D]
         return info_nce(h, emb[:n], pos_ids, emb[n:], neg_ids, self.temperature)
 
-    def loss(self, batch: Batch) -> Tensor:
-        loss, auc = self.infonce(batch)
-        self.log("train/infonce", loss.detach(), on_step=True, on_epoch=True, batch_size=len(batch))
-        self.log("train/retrieval_auc", auc, on_step=False, on_epoch=True, batch_size=len(batch))
-        return loss
+    def forward(self, model: CTRModel, batch: Batch) -> Loss:
+        loss, auc = self.infonce(model, batch)  # type: ignore[arg-type]
+        return Loss(loss, logs={"infonce": loss.detach()}, epoch_logs={"retrieval_auc": auc})
 
-    def _eval_infonce(self, split: str, batch: Batch, batch_idx: int) -> None:
+    def eval_logs(self, model: CTRModel, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         g = torch.Generator().manual_seed(batch_idx)  # the same negatives every evaluation
-        loss, auc = self.infonce(batch, generator=g)
-        self.log(f"{split}/infonce", loss, on_epoch=True, batch_size=len(batch))
-        self.log(f"{split}/retrieval_auc", auc, on_epoch=True, batch_size=len(batch))
-
-    def validation_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_infonce("val", batch, batch_idx)
-        super().validation_step(batch, batch_idx)
-
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._eval_infonce("test", batch, batch_idx)
-        super().test_step(batch, batch_idx)
+        loss, auc = self.infonce(model, batch, generator=g)  # type: ignore[arg-type]
+        return {"infonce": loss, "retrieval_auc": auc}
