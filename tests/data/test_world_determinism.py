@@ -65,8 +65,10 @@ def world_digest(preset: str, exact: bool = False) -> str:
         _update(h, f"population.{f.name}", getattr(world.population, f.name), exact)
     for name, value in dataclasses.asdict(world.gains).items():
         _update(h, f"gains.{name}", value, exact)
-    for name in ("item_latent", "log_popularity", "alpha", "rho"):
+    for name in ("item_latent", "log_popularity"):
         _update(h, name, getattr(world, name), exact)
+    for name in ("alpha", "rho"):
+        _update(h, name, getattr(world.kernel, name), exact)
     for name in ("theme", "stickiness"):
         _update(h, f"content.{name}", getattr(world.content, name), exact)
     for name in log._EVENT_COLUMNS + log._CONVERSION_COLUMNS:

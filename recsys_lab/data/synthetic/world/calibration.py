@@ -15,7 +15,7 @@ import numpy as np
 
 from recsys_lab.data.synthetic.onboarding import gaussian_expected_sigmoid, sigmoid
 from recsys_lab.data.synthetic.world.population import Users, user_attributes
-from recsys_lab.data.synthetic.world.spec import DAY, STREAM_PILOT
+from recsys_lab.data.synthetic.world.spec import STREAM_PILOT
 
 if TYPE_CHECKING:
     from recsys_lab.data.synthetic.world.simulation import Simulator
@@ -94,7 +94,7 @@ def calibrate(sim: Simulator) -> None:
     g.conv_bias = _logit(spec.base_cvr)
     for _ in range(_CALIBRATION_PASSES):
         pilot = sim.simulate(pilot_users(sim), days, STREAM_PILOT, 0, pilot=True)
-        mature = [d for d in pilot if int(d.ts[0]) // DAY >= days // 2 and d.raw]  # histories built up
+        mature = [d for d in pilot if d.day >= days // 2 and d.raw]  # histories built up
         raw = {key: np.concatenate([d.raw[key] for d in mature]) for key in _PILOT_KEYS}
         if raw["first"].size < 100:
             raise ValueError(

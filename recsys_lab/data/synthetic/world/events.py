@@ -11,6 +11,18 @@ import numpy as np
 from recsys_lab.data.synthetic.onboarding import Onboarding
 from recsys_lab.data.synthetic.world.spec import DAY
 
+EXPOSURE_DTYPES = {
+    "item": np.int32,
+    "category": np.int16,
+    "domain": np.int8,
+    "position": np.int8,
+    "ts": np.int64,
+    "action": np.uint8,
+    "p_click": np.float32,
+    "p_cvr": np.float32,
+}
+"""The per-exposure columns a simulated day produces, with their dtypes in the log."""
+
 
 @dataclass
 class EventLog:
@@ -100,21 +112,15 @@ class EventLog:
     @staticmethod
     def empty() -> EventLog:
         """A log without exposures (a shard whose users never visit)."""
-        z = np.zeros(0)
+        dtypes = {
+            "user": np.int32,
+            **EXPOSURE_DTYPES,
+            "conversion": np.int32,
+            "conv_event": np.int64,
+            "p_retention": np.float32,
+            "p_retention_observable": np.float32,
+            "retained": np.uint8,
+        }
         return EventLog(
-            user=z.astype(np.int32),
-            item=z.astype(np.int32),
-            category=z.astype(np.int16),
-            domain=z.astype(np.int8),
-            position=z.astype(np.int8),
-            ts=z.astype(np.int64),
-            action=z.astype(np.uint8),
-            p_click=z.astype(np.float32),
-            p_cvr=z.astype(np.float32),
-            logit_parts=np.zeros((0, 3), np.float32),
-            conversion=z.astype(np.int32),
-            conv_event=z.astype(np.int64),
-            p_retention=z.astype(np.float32),
-            p_retention_observable=z.astype(np.float32),
-            retained=z.astype(np.uint8),
+            **{c: np.zeros(0, t) for c, t in dtypes.items()}, logit_parts=np.zeros((0, 3), np.float32)
         )

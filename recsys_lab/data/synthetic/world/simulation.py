@@ -17,7 +17,7 @@ import numpy as np
 
 from recsys_lab.data.synthetic.onboarding import ContentCatalogue, gaussian_expected_sigmoid, sigmoid
 from recsys_lab.data.synthetic.world.calibration import Gains
-from recsys_lab.data.synthetic.world.events import EventLog
+from recsys_lab.data.synthetic.world.events import EXPOSURE_DTYPES, EventLog
 from recsys_lab.data.synthetic.world.population import Effects, Population, Users, favorites
 from recsys_lab.data.synthetic.world.spec import (
     CLICK,
@@ -77,7 +77,7 @@ class HistoryKernel:
         )
 
 
-class _DaySampler:
+class AdSampler:
     """Draws the ads of one day's exposures: by popularity, or within a category by popularity."""
 
     def __init__(self, items_by_category: np.ndarray, weight: np.ndarray, category_start: np.ndarray) -> None:
@@ -107,16 +107,10 @@ class _Day:
     """One simulated day of a set of users, in step-major order (all first events, then all
     second events, ...)."""
 
+    day: int
     local: np.ndarray  # int64 [E] user row
     rank: np.ndarray  # int64 [E] index of the event in its user's whole history
-    item: np.ndarray
-    category: np.ndarray
-    domain: np.ndarray
-    position: np.ndarray
-    ts: np.ndarray
-    action: np.ndarray
-    p_click: np.ndarray
-    p_cvr: np.ndarray
+    columns: dict[str, np.ndarray]  # [E] each: the exposure columns of EXPOSURE_DTYPES
     parts: np.ndarray  # float32 [E, 3]
     raw: dict[str, np.ndarray] | None  # pilot only: raw components
     conv_rows: np.ndarray  # int64 [Cv] day rows that converted (in step order)
@@ -199,10 +193,10 @@ class Simulator:
     ) -> None:
         self.spec, self.pop, self.effects, self.kernel = spec, pop, effects, kernel
         self.gains, self.retention = gains, retention
-        self._samplers: dict[int, _DaySampler] = {}
+        self._samplers: dict[int, AdSampler] = {}
         self._lock = threading.Lock()
 
-    def sampler(self, day: int) -> _DaySampler:
+    def sampler(self, day: int) -> AdSampler:
         """The ad sampler of ``day`` (built once, thread-safe)."""
         s = self._samplers.get(day)
         if s is None:
@@ -212,7 +206,7 @@ class Simulator:
                     pop, items = self.pop, self.effects.by_category
                     alive = (pop.item_join[items] <= day) & (day < pop.item_leave[items])
                     weight = np.exp(self.effects.log_popularity[day, items].astype(np.float64)) * alive
-                    s = _DaySampler(items, weight, self.effects.category_start)
+                    s = AdSampler(items, weight, self.effects.category_start)
                     self._samplers[day] = s
         return s
 
@@ -249,7 +243,7 @@ class Simulator:
             outcome = self._history_steps(users, st, act, row, starts, ev, day, rng, pilot)
             rank = st.count[act[row]] + step
             st.count[act] += n_ev
-            out.append(self._day_result(users, act[row], rank, ev, outcome, pilot))
+            out.append(self._day_result(day, users, act[row], rank, ev, outcome, pilot))
         return out
 
     def _drift(
@@ -454,7 +448,14 @@ class Simulator:
         )
 
     def _day_result(
-        self, users: Users, local: np.ndarray, rank: np.ndarray, ev: _Exposures, out: _Outcome, pilot: bool
+        self,
+        day: int,
+        users: Users,
+        local: np.ndarray,
+        rank: np.ndarray,
+        ev: _Exposures,
+        out: _Outcome,
+        pilot: bool,
     ) -> _Day:
         g = self.gains
         parts = np.stack([ev.static, g.click_hist_cat * out.h_cat, g.click_hist_item * out.h_item], 1)
@@ -471,16 +472,19 @@ class Simulator:
                 "clicked": (out.action & CLICK) > 0,
             }
         return _Day(
+            day=day,
             local=local,
             rank=rank,
-            item=ev.item,
-            category=ev.category,
-            domain=ev.domain,
-            position=ev.position,
-            ts=ev.ts,
-            action=out.action,
-            p_click=out.p_click,
-            p_cvr=out.p_cvr,
+            columns={
+                "item": ev.item,
+                "category": ev.category,
+                "domain": ev.domain,
+                "position": ev.position,
+                "ts": ev.ts,
+                "action": out.action,
+                "p_click": out.p_click,
+                "p_cvr": out.p_cvr,
+            },
             parts=parts.astype(np.float32),
             raw=raw,
             conv_rows=out.conv_rows,
@@ -505,10 +509,10 @@ class Simulator:
         perm = np.empty_like(dest)
         perm[dest] = np.arange(dest.size)
 
-        def col(name: str, dtype: type) -> np.ndarray:
-            return np.concatenate([getattr(d, name) for d in days])[perm].astype(dtype, copy=False)
-
-        action = col("action", np.uint8)
+        columns = {
+            name: np.concatenate([d.columns[name] for d in days])[perm].astype(dtype, copy=False)
+            for name, dtype in EXPOSURE_DTYPES.items()
+        }
         # Conversions, in sorted-exposure order; their onboarding and retention.
         conv_rows_day = np.concatenate([d.conv_rows + o for d, o in zip(days, _offsets(days))])
         conv_past = np.concatenate([d.conv_past for d in days])
@@ -516,19 +520,9 @@ class Simulator:
         conv_sorted = dest[conv_rows_day]
         order = np.argsort(conv_sorted, kind="stable")
         conv_event = conv_sorted[order]
-        item = col("item", np.int32)
-        ts = col("ts", np.int64)
-        user_gid = users.gid[local[perm]]
         log = EventLog(
-            user=user_gid.astype(np.int32),
-            item=item,
-            category=col("category", np.int16),
-            domain=col("domain", np.int8),
-            position=col("position", np.int8),
-            ts=ts,
-            action=action,
-            p_click=col("p_click", np.float32),
-            p_cvr=col("p_cvr", np.float32),
+            user=users.gid[local[perm]].astype(np.int32),
+            **columns,
             logit_parts=np.concatenate([d.parts for d in days])[perm],
             conversion=np.full(dest.size, -1, np.int32),
             conv_event=conv_event,

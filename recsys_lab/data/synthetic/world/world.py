@@ -14,7 +14,7 @@ from recsys_lab.data.synthetic.onboarding import ContentCatalogue
 from recsys_lab.data.synthetic.world.calibration import Gains, calibrate
 from recsys_lab.data.synthetic.world.events import EventLog
 from recsys_lab.data.synthetic.world.population import Effects, Population, Users, shard_ids
-from recsys_lab.data.synthetic.world.simulation import HistoryKernel, Retention, Simulator, _DaySampler
+from recsys_lab.data.synthetic.world.simulation import AdSampler, HistoryKernel, Retention, Simulator
 from recsys_lab.data.synthetic.world.spec import DAY, STREAM_CONTENT, WorldSpec
 
 
@@ -64,15 +64,7 @@ class World:
         """float32 ``[days, I + 1]``: every ad's log-popularity on every day."""
         return self.effects.log_popularity
 
-    @property
-    def rho(self) -> np.ndarray:
-        return self.kernel.rho
-
-    @property
-    def alpha(self) -> np.ndarray:
-        return self.kernel.alpha
-
-    def sampler(self, day: int) -> _DaySampler:
+    def sampler(self, day: int) -> AdSampler:
         """The ad sampler of ``day`` (built once, thread-safe)."""
         return self.simulator.sampler(day)
 
