@@ -178,21 +178,12 @@ class _Outcome:
     past_all: np.ndarray | None  # int64 [E] (pilot only) conversions before each event
 
 
-class Simulator:
-    """Simulates a set of users over days with the world's parameters and its current ``gains``
-    (which calibration updates in place)."""
+class ExposureDrawer:
+    """Draws a day's exposures: times, ads (targeted or by popularity), context, and the static
+    (history-free) parts of the click and conversion logits."""
 
-    def __init__(
-        self,
-        spec: WorldSpec,
-        pop: Population,
-        effects: Effects,
-        kernel: HistoryKernel,
-        gains: Gains,
-        retention: Retention,
-    ) -> None:
-        self.spec, self.pop, self.effects, self.kernel = spec, pop, effects, kernel
-        self.gains, self.retention = gains, retention
+    def __init__(self, spec: WorldSpec, pop: Population, effects: Effects, gains: Gains) -> None:
+        self.spec, self.pop, self.effects, self.gains = spec, pop, effects, gains
         self._samplers: dict[int, AdSampler] = {}
         self._lock = threading.Lock()
 
@@ -210,64 +201,7 @@ class Simulator:
                     self._samplers[day] = s
         return s
 
-    def simulate(self, users: Users, days: int, stream: int, key: int, pilot: bool) -> list[_Day]:
-        """Simulate ``users`` over days ``0..days-1``; one :class:`_Day` per day with visitors.
-
-        ``pilot`` records the raw (un-gained) components for calibration.
-        """
-        spec = self.spec
-        st = _ShardState.start(users, spec, self.kernel.rho.size)
-        users.favorites = favorites(self.spec, self.effects, users.latent, users.taste_noise)
-        out: list[_Day] = []
-        for day in range(days):
-            rng = spec.rng(stream, key, day)
-            present = np.flatnonzero((users.join <= day) & (day < users.leave))
-            visitors = present[rng.random(present.size) < spec.visit_rate]
-            lam = users.activity[visitors]
-            n_ev = np.minimum(1 + rng.poisson(np.maximum(lam - 1.0, 0.0)), spec.max_events_per_day)
-            order = np.argsort(-n_ev, kind="stable")
-            act, n_ev = visitors[order], n_ev[order]  # today's users, by number of events, descending
-            if act.size == 0:
-                continue
-            self._drift(users, st, act, day, rng)
-            # Step-major layout: all users' 1st events, then the 2nd events of those with >= 2, ...
-            # so the users of step s are the prefix act[:per_step[s]].
-            steps = int(n_ev[0])
-            per_step = np.searchsorted(-n_ev, -np.arange(steps), side="left")  # [K]
-            starts = np.zeros(steps + 1, np.int64)
-            np.cumsum(per_step, out=starts[1:])
-            step = np.repeat(np.arange(steps), per_step)  # [E] position of the event in its user's day
-            row = np.arange(int(starts[-1])) - starts[step]  # [E] the event's user, as an index into act
-            ev = self._exposures(users, st, act, row, step, starts, day, rng)
-            self._reframe(st, act, n_ev, day)
-            outcome = self._history_steps(users, st, act, row, starts, ev, day, rng, pilot)
-            rank = st.count[act[row]] + step
-            st.count[act] += n_ev
-            out.append(self._day_result(day, users, act[row], rank, ev, outcome, pilot))
-        return out
-
-    def _drift(
-        self, users: Users, st: _ShardState, act: np.ndarray, day: int, rng: np.random.Generator
-    ) -> None:
-        """Interest drift, applied lazily when a user shows up: ``gap`` daily AR(1) steps at once;
-        the targeting profile (favourites) follows, refreshed weekly."""
-        spec, k = self.spec, self.spec.latent_dim
-        keep = math.sqrt(1.0 - spec.interest_drift**2)
-        shrink = keep ** (day - st.drift_day[act]).astype(np.float64)
-        noise = rng.standard_normal((act.size, k)) / math.sqrt(k)
-        users.latent[act] = (
-            shrink[:, None] * users.latent[act] + np.sqrt(1.0 - shrink * shrink)[:, None] * noise
-        )
-        st.latent32[act] = users.latent[act]
-        st.drift_day[act] = day
-        stale = act[day - st.profile_day[act] >= _PROFILE_REFRESH_DAYS]
-        if stale.size:
-            users.favorites[stale] = favorites(
-                self.spec, self.effects, users.latent[stale], users.taste_noise[stale]
-            )
-            st.profile_day[stale] = day
-
-    def _exposures(
+    def draw(
         self,
         users: Users,
         st: _ShardState,
@@ -334,7 +268,15 @@ class Simulator:
             },
         )
 
-    def _reframe(self, st: _ShardState, act: np.ndarray, n_ev: np.ndarray, day: int) -> None:
+
+class HistoryOutcomes:
+    """Clicks and conversions of a day's exposures, from the history sums of the lazy state (which
+    each event then joins)."""
+
+    def __init__(self, spec: WorldSpec, kernel: HistoryKernel, gains: Gains) -> None:
+        self.spec, self.kernel, self.gains = spec, kernel, gains
+
+    def reframe(self, st: _ShardState, act: np.ndarray, n_ev: np.ndarray, day: int) -> None:
         """The lazy state holds each sum in a per-user frame (event count, day start): move the
         users whose frame would leave float32's range today to a fresh one."""
         decay_t = self.spec.history_decay_days
@@ -351,7 +293,7 @@ class Simulator:
             st.ref_count[mv] = st.count[mv]
             st.ref_day[mv] = day
 
-    def _history_steps(
+    def draw(
         self,
         users: Users,
         st: _ShardState,
@@ -446,6 +388,82 @@ class Simulator:
             conv_past=np.concatenate(conv_past) if conv_past else np.zeros(0, np.int64),
             past_all=past_all,
         )
+
+
+class Simulator:
+    """Simulates a set of users over days with the world's parameters and its current ``gains``
+    (which calibration updates in place)."""
+
+    def __init__(
+        self,
+        spec: WorldSpec,
+        pop: Population,
+        effects: Effects,
+        kernel: HistoryKernel,
+        gains: Gains,
+        retention: Retention,
+    ) -> None:
+        self.spec, self.pop, self.effects, self.kernel = spec, pop, effects, kernel
+        self.gains, self.retention = gains, retention
+        self.exposures = ExposureDrawer(spec, pop, effects, gains)
+        self.outcomes = HistoryOutcomes(spec, kernel, gains)
+
+    def simulate(self, users: Users, days: int, stream: int, key: int, pilot: bool) -> list[_Day]:
+        """Simulate ``users`` over days ``0..days-1``; one :class:`_Day` per day with visitors.
+
+        ``pilot`` records the raw (un-gained) components for calibration.
+        """
+        spec = self.spec
+        st = _ShardState.start(users, spec, self.kernel.rho.size)
+        users.favorites = favorites(self.spec, self.effects, users.latent, users.taste_noise)
+        out: list[_Day] = []
+        for day in range(days):
+            rng = spec.rng(stream, key, day)
+            present = np.flatnonzero((users.join <= day) & (day < users.leave))
+            visitors = present[rng.random(present.size) < spec.visit_rate]
+            lam = users.activity[visitors]
+            n_ev = np.minimum(1 + rng.poisson(np.maximum(lam - 1.0, 0.0)), spec.max_events_per_day)
+            order = np.argsort(-n_ev, kind="stable")
+            act, n_ev = visitors[order], n_ev[order]  # today's users, by number of events, descending
+            if act.size == 0:
+                continue
+            self._drift(users, st, act, day, rng)
+            # Step-major layout: all users' 1st events, then the 2nd events of those with >= 2, ...
+            # so the users of step s are the prefix act[:per_step[s]].
+            steps = int(n_ev[0])
+            per_step = np.searchsorted(-n_ev, -np.arange(steps), side="left")  # [K]
+            starts = np.zeros(steps + 1, np.int64)
+            np.cumsum(per_step, out=starts[1:])
+            step = np.repeat(np.arange(steps), per_step)  # [E] position of the event in its user's day
+            row = np.arange(int(starts[-1])) - starts[step]  # [E] the event's user, as an index into act
+            ev = self.exposures.draw(users, st, act, row, step, starts, day, rng)
+            self.outcomes.reframe(st, act, n_ev, day)
+            outcome = self.outcomes.draw(users, st, act, row, starts, ev, day, rng, pilot)
+            rank = st.count[act[row]] + step
+            st.count[act] += n_ev
+            out.append(self._day_result(day, users, act[row], rank, ev, outcome, pilot))
+        return out
+
+    def _drift(
+        self, users: Users, st: _ShardState, act: np.ndarray, day: int, rng: np.random.Generator
+    ) -> None:
+        """Interest drift, applied lazily when a user shows up: ``gap`` daily AR(1) steps at once;
+        the targeting profile (favourites) follows, refreshed weekly."""
+        spec, k = self.spec, self.spec.latent_dim
+        keep = math.sqrt(1.0 - spec.interest_drift**2)
+        shrink = keep ** (day - st.drift_day[act]).astype(np.float64)
+        noise = rng.standard_normal((act.size, k)) / math.sqrt(k)
+        users.latent[act] = (
+            shrink[:, None] * users.latent[act] + np.sqrt(1.0 - shrink * shrink)[:, None] * noise
+        )
+        st.latent32[act] = users.latent[act]
+        st.drift_day[act] = day
+        stale = act[day - st.profile_day[act] >= _PROFILE_REFRESH_DAYS]
+        if stale.size:
+            users.favorites[stale] = favorites(
+                self.spec, self.effects, users.latent[stale], users.taste_noise[stale]
+            )
+            st.profile_day[stale] = day
 
     def _day_result(
         self,

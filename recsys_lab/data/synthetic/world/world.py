@@ -66,7 +66,7 @@ class World:
 
     def sampler(self, day: int) -> AdSampler:
         """The ad sampler of ``day`` (built once, thread-safe)."""
-        return self.simulator.sampler(day)
+        return self.simulator.exposures.sampler(day)
 
     def shard_users(self, shard: int) -> np.ndarray:
         """Global ids (int32) of the users of ``shard``."""
