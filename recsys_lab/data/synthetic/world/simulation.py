@@ -150,6 +150,17 @@ class _ShardState:
 
 
 @dataclass
+class _Layout:
+    """A day's events in step-major order: all users' 1st events, then the 2nd events of those
+    with >= 2, ..., so the users of step s are the prefix ``act[:A_s]``."""
+
+    act: np.ndarray  # int64 [A] today's users (local rows), by number of events, descending
+    row: np.ndarray  # int64 [E] the event's user, as an index into act
+    step: np.ndarray  # int64 [E] position of the event in its user's day
+    starts: np.ndarray  # int64 [K + 1] first event of each step
+
+
+@dataclass
 class _Exposures:
     """One day's exposures (step-major order) before their outcomes."""
 
@@ -202,18 +213,11 @@ class ExposureDrawer:
         return s
 
     def draw(
-        self,
-        users: Users,
-        st: _ShardState,
-        act: np.ndarray,
-        row: np.ndarray,
-        step: np.ndarray,
-        starts: np.ndarray,
-        day: int,
-        rng: np.random.Generator,
+        self, users: Users, st: _ShardState, lay: _Layout, day: int, rng: np.random.Generator
     ) -> _Exposures:
         """Times, ads and context of the day's exposures and their static logit parts."""
         spec, g, pop = self.spec, self.gains, self.pop
+        act, row, step, starts = lay.act, lay.row, lay.step, lay.starts
         e, a, steps = row.size, act.size, starts.size - 1
         local = act[row]
         # Times: each user's n sorted uniforms -> strictly increasing seconds within the day.
@@ -294,21 +298,13 @@ class HistoryOutcomes:
             st.ref_day[mv] = day
 
     def draw(
-        self,
-        users: Users,
-        st: _ShardState,
-        act: np.ndarray,
-        row: np.ndarray,
-        starts: np.ndarray,
-        ev: _Exposures,
-        day: int,
-        rng: np.random.Generator,
-        pilot: bool,
+        self, st: _ShardState, lay: _Layout, ev: _Exposures, rng: np.random.Generator, pilot: bool
     ) -> _Outcome:
         """Clicks and conversions: one vectorised step per position of an event in its user's day
         (step s's users are ``act[:A_s]``), each reading the history sums of the events before it
         and adding its own. Works on half-logits, ``σ(z) = (1 + tanh(z / 2)) / 2``."""
         spec, g = self.spec, self.gains
+        act, row, starts = lay.act, lay.row, lay.starts
         e, a, m, c1 = row.size, act.size, self.kernel.rho.size, spec.num_categories + 1
         local = act[row]
         since = (st.count[act] - st.ref_count[act])[:, None]
@@ -436,9 +432,10 @@ class Simulator:
             np.cumsum(per_step, out=starts[1:])
             step = np.repeat(np.arange(steps), per_step)  # [E] position of the event in its user's day
             row = np.arange(int(starts[-1])) - starts[step]  # [E] the event's user, as an index into act
-            ev = self.exposures.draw(users, st, act, row, step, starts, day, rng)
+            lay = _Layout(act=act, row=row, step=step, starts=starts)
+            ev = self.exposures.draw(users, st, lay, day, rng)
             self.outcomes.reframe(st, act, n_ev, day)
-            outcome = self.outcomes.draw(users, st, act, row, starts, ev, day, rng, pilot)
+            outcome = self.outcomes.draw(st, lay, ev, rng, pilot)
             rank = st.count[act[row]] + step
             st.count[act] += n_ev
             out.append(self._day_result(day, users, act[row], rank, ev, outcome, pilot))
