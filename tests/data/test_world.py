@@ -124,12 +124,40 @@ def test_bad_knobs_fail_with_a_message(knob, value, message):
         WorldSpec.from_preset("tiny", {knob: value})
 
 
-@pytest.mark.parametrize("data", ["synthetic_seq", "synthetic_stream"])
-def test_data_configs_list_every_knob(data):
-    """``data.world.<knob>=...`` works from the CLI for every knob (and only for real ones)."""
-    cfg = yaml.safe_load((Path(CONFIG_DIR) / "data" / f"{data}.yaml").read_text())
-    assert list(cfg["world"]) == [f.name for f in fields(WorldSpec)]
-    assert all(v is None for v in cfg["world"].values())
+def test_the_world_knobs_are_written_once_and_list_every_knob():
+    """``conf/data/world/default.yaml`` lists every knob of WorldSpec (null: the preset's value)."""
+    cfg = yaml.safe_load((Path(CONFIG_DIR) / "data" / "world" / "default.yaml").read_text())
+    assert list(cfg) == [f.name for f in fields(WorldSpec)]
+    assert all(v is None for v in cfg.values())
+    for data in ("synthetic_seq", "synthetic_stream"):  # they compose it rather than repeat it
+        assert "world" not in yaml.safe_load((Path(CONFIG_DIR) / "data" / f"{data}.yaml").read_text())
+
+
+@pytest.mark.parametrize(
+    ("config", "overrides", "at"),
+    [
+        ("train", ["data=synthetic_seq"], "data"),
+        ("train", ["data=synthetic_stream"], "data"),
+        ("train", ["data=synthetic_seq", "debug=tiny"], "data"),
+        ("train", ["data=feature_join"], "data.inner"),
+        ("train", ["experiment=stream_one_pass"], "data"),
+        ("federate", ["data=synthetic_seq"], "data"),
+    ],
+)
+def test_composed_data_configs_carry_every_world_knob(hydra_ctx, config, overrides, at):
+    """``data.world.<knob>=...`` works from the CLI for every knob (and only for real ones), in
+    every config that holds the world: the knobs as they were when each data config listed them."""
+    from hydra import compose
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.select(compose(config_name=config, overrides=overrides), at)
+    assert data.preset in WORLD_PRESETS
+    assert OmegaConf.to_container(data.world) == {f.name: None for f in fields(WorldSpec)}
+    knob = f"{at}.world.num_users=7"
+    set_ = OmegaConf.select(compose(config_name=config, overrides=[*overrides, knob]), at)
+    assert set_.world.num_users == 7 and set_.world.num_items is None
+    with pytest.raises(Exception, match="num_user"):  # a misspelt knob fails at composition
+        compose(config_name=config, overrides=[*overrides, f"{at}.world.num_user=7"])
 
 
 # --------------------------------------------------------------------------------------------
