@@ -39,7 +39,6 @@ from omegaconf import DictConfig
 from recsys_lab.data.cached import TabularDataModule
 from recsys_lab.data.preprocess.encode import EncodedBlock, RowErrors, TabularEncoder, encode_blocks
 from recsys_lab.data.preprocess.errors import DataError
-from recsys_lab.data.schema import FeatureKind
 from recsys_lab.models.base import CTRModel
 from recsys_lab.runners import stage
 from recsys_lab.runners.common import load_trained
@@ -100,14 +99,6 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             f"recsys-predict reads raw rows of a tabular click log (Criteo, Avazu); {run.ckpt_path} was trained on "
             f"{data.name} data. Use recsys-eval for its splits, or recsys-export to serve the model on encoded inputs."
         )
-    unsupported = [
-        f.name for f in data.schema.features if f.kind in (FeatureKind.MULTI_VALUED, FeatureKind.SEQUENCE)
-    ]
-    if unsupported:
-        raise DataError(
-            f"recsys-predict cannot yet encode multi-valued or history columns ({', '.join(unsupported)}) of "
-            f"{run.ckpt_path}'s data. Score the run's splits with recsys-eval, or train without those columns."
-        )
     path = Path(str(cfg.input)).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"input={cfg.input} is not a file; give a {data.name} file of rows to score.")
@@ -117,7 +108,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     output.parent.mkdir(parents=True, exist_ok=True)
     source = data.serving_source(path)
     with_id = ID_COLUMN in source.layout.columns
-    encoder = TabularEncoder(data.spec(), data.cache_path)  # type: ignore[arg-type]
+    encoder = TabularEncoder(data.spec(), data.cache_path, data.max_history())  # type: ignore[arg-type]
     report = RowErrors(data.name)
     tmp = output.with_name(f".{output.name}.tmp")
     rows = scored = 0

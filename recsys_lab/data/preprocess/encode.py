@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -24,19 +24,30 @@ import numpy as np
 import polars as pl
 import torch
 
-from recsys_lab.data.batch import Batch
+from recsys_lab.data.batch import Batch, Jagged
 from recsys_lab.data.preprocess import numeric as num
 from recsys_lab.data.preprocess.badrows import BadRowReport
 from recsys_lab.data.preprocess.cache import MANIFEST, SCHEMA
 from recsys_lab.data.preprocess.errors import CacheMismatchError
-from recsys_lab.data.preprocess.readers import LINE_COLUMN, iter_blocks, line_texts, parse_block, prefetch
+from recsys_lab.data.preprocess.readers import (
+    LINE_COLUMN,
+    Block,
+    TextLayout,
+    iter_blocks,
+    iter_parquet_frames,
+    line_texts,
+    parse_block,
+    prefetch,
+)
 from recsys_lab.data.preprocess.tabular import (
+    ListColumn,
     Source,
     SplitRule,
     TabularSpec,
     assign_splits,
     derive_block,
     hashed_expr,
+    pad_lists,
 )
 from recsys_lab.data.preprocess.vocab import INT_KEY_LIMIT, MISSING_KEY, encode_with_vocab
 from recsys_lab.data.schema import FeatureKind, Schema
@@ -47,6 +58,44 @@ _USER_HASH_SEED = 0x5E7
 
 
 @dataclass
+class EncodedHistory:
+    """Behaviour histories of N rows, packed as :class:`~recsys_lab.data.batch.Jagged` wants.
+
+    Attributes:
+        values: int64 ``[T, E]`` event ids (E event columns). actions: int64 ``[T]`` bitmasks.
+        timestamps: int64 ``[T]``. offsets: int64 ``[N + 1]``: row r owns events
+            ``offsets[r]:offsets[r + 1]``, oldest first.
+    """
+
+    values: np.ndarray
+    actions: np.ndarray
+    timestamps: np.ndarray
+    offsets: np.ndarray
+
+    def jagged(self, lo: int, hi: int) -> Jagged:
+        """The histories of rows ``lo:hi``."""
+        a, b = int(self.offsets[lo]), int(self.offsets[hi])
+        return Jagged(
+            values=torch.from_numpy(np.ascontiguousarray(self.values[a:b], dtype=np.int64)),
+            actions=torch.from_numpy(np.ascontiguousarray(self.actions[a:b], dtype=np.int64)),
+            timestamps=torch.from_numpy(np.ascontiguousarray(self.timestamps[a:b], dtype=np.int64)),
+            offsets=torch.from_numpy(self.offsets[lo : hi + 1] - a),
+        )
+
+
+def keep_latest(lengths: np.ndarray, max_len: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's last ``max_len`` events of flat per-row lists (``lengths`` int64 ``[N]``):
+    ``(index of the kept flat events [T'], offsets [N + 1])``; None keeps all."""
+    kept = lengths if max_len is None else np.minimum(lengths, max_len)
+    ends = np.cumsum(lengths)  # [N] end of each row's events in the flat lists
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(kept, out=offsets[1:])
+    seg = np.repeat(np.arange(len(lengths)), kept)  # [T'] row of each kept event
+    index = ends[seg] - kept[seg] + (np.arange(offsets[-1]) - offsets[:-1][seg])
+    return index.astype(np.int64), offsets
+
+
+@dataclass
 class EncodedRows:
     """Encoded rows, ready to cut into batches.
 
@@ -54,25 +103,37 @@ class EncodedRows:
         dense: float32 ``[N, D]``. sparse: int64 ``[N, F]`` (schema order).
         labels: float32 ``[N]`` clicks, or None when the input has no label column.
         user: int64 ``[N]`` GAUC groups, or None when the dataset has no user field.
+        multi: int64 ``[N, M, L]`` ids of the multi-valued fields (-1 = padding), or None.
+        history: the rows' behaviour histories, or None when the dataset has none.
+        extra_labels: float32 ``[N]`` per further label (multi-task data), when labelled.
     """
 
     dense: np.ndarray
     sparse: np.ndarray
     labels: np.ndarray | None
     user: np.ndarray | None
+    multi: np.ndarray | None = None
+    history: EncodedHistory | None = None
+    extra_labels: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return self.sparse.shape[0]
 
     def batch(self, lo: int = 0, hi: int | None = None) -> Batch:
-        """Rows ``lo:hi`` as a :class:`Batch` (clicks are 0 when the input has no labels)."""
+        """Rows ``lo:hi`` as a :class:`Batch` (labels are 0 when the input has none)."""
         hi = len(self) if hi is None else hi
         labels = np.zeros(hi - lo, np.float32) if self.labels is None else self.labels[lo:hi]
+        extra = {name: y[lo:hi] for name, y in self.extra_labels.items()}
         return Batch(
             dense=torch.from_numpy(np.ascontiguousarray(self.dense[lo:hi])),
             sparse=torch.from_numpy(np.ascontiguousarray(self.sparse[lo:hi])),
-            labels={"click": torch.from_numpy(np.ascontiguousarray(labels))},
+            labels={
+                name: torch.from_numpy(np.ascontiguousarray(y))
+                for name, y in {"click": labels, **extra}.items()
+            },
             user=None if self.user is None else torch.from_numpy(self.user[lo:hi].copy()),
+            history=None if self.history is None else self.history.jagged(lo, hi),
+            multi=None if self.multi is None else torch.from_numpy(np.ascontiguousarray(self.multi[lo:hi])),
         )
 
 
@@ -126,14 +187,24 @@ class RowErrors(BadRowReport):
 class TabularEncoder:
     """Encodes parsed rows of a tabular dataset (Criteo, Avazu) with a cache's fitted preprocessing.
 
+    Multi-valued columns become ``EncodedRows.multi`` and history columns ``EncodedRows.history``
+    as training staged them (:class:`~recsys_lab.data.preprocess.tabular.TabularPreprocessor`):
+    values split on the column's separator, stripped, empty ones dropped; multi-valued lists cut
+    to their ``max_len`` and padded with -1 (an empty list is ``[missing]``); history lists put
+    oldest first, their times from the timestamps column (truncated to integers) or positions
+    0, 1, ..., and each row's latest ``max_history`` events kept (as the datamodule does when
+    loading). Rows whose history columns disagree are dropped by ``derive`` as in training.
+
     Args:
         spec: the dataset's features (``datamodule.spec()`` of the training config).
         folder: the training run's cache folder (``datamodule.cache_path``).
+        max_history: history events kept per row (``datamodule.max_history()``; None = all).
     """
 
-    def __init__(self, spec: TabularSpec, folder: Path) -> None:
+    def __init__(self, spec: TabularSpec, folder: Path, max_history: int | None = None) -> None:
         self.spec = spec
         self.folder = folder
+        self.max_history = max_history
         try:
             self.schema = Schema.load(folder / SCHEMA)
             config = json.loads((folder / MANIFEST).read_text())["config"]
@@ -207,10 +278,70 @@ class TabularEncoder:
         for j, c in enumerate(dense_names):
             dense[:, j] = self._dense(df, c)
         labels = df.get_column(self.spec.label).to_numpy().astype(np.float32) if labelled else None
+        extra = (
+            {
+                name: df.get_column(c).to_numpy().astype(np.float32)
+                for name, c in self.spec.extra_labels.items()
+            }
+            if labelled
+            else {}
+        )
         user = None
         if self.spec.user is not None:
             user = df.get_column(self.spec.user).hash(seed=_USER_HASH_SEED).to_numpy().view(np.int64)
-        return EncodedRows(dense, sparse, labels, user)
+        return EncodedRows(dense, sparse, labels, user, self._multi(df), self._history(df), extra)
+
+    def _list(
+        self, df: pl.DataFrame, column: ListColumn, as_float: bool = False
+    ) -> tuple[np.ndarray, pl.Series]:
+        """A list column's int64 lengths ``[N]`` and its flat values (ids, or Float64 times)."""
+        element = pl.element().str.strip_chars()
+        element = element.filter(element != "")
+        vocab = column.vocab or column.name
+        if as_float:
+            element = element.cast(pl.Float64, strict=False).fill_null(0.0)
+        elif self.hash_buckets is not None and vocab in self.spec.categorical and vocab != self.spec.user:
+            element = hashed_expr(element, self.hash_buckets)  # a history of a hashed field
+        lists = df.select(pl.col(column.name).str.split(column.separator).list.eval(element)).to_series()
+        lengths = lists.list.len().fill_null(0).to_numpy().astype(np.int64)
+        return lengths, lists.explode().drop_nulls()
+
+    def _multi(self, df: pl.DataFrame) -> np.ndarray | None:
+        """int64 ``[N, M, L]`` ids of the multi-valued columns, or None without any."""
+        columns = self.spec.multi_valued
+        if not columns:
+            return None
+        width = max(c.max_len for c in columns)
+        out = np.empty((df.height, len(columns), width), dtype=np.int64)
+        for j, c in enumerate(columns):
+            lengths, flat = self._list(df, c)
+            ids = encode_with_vocab(flat, self._vocab(c.name))
+            out[:, j, :] = pad_lists(lengths, ids, c.max_len, width)
+        return out
+
+    def _history(self, df: pl.DataFrame) -> EncodedHistory | None:
+        """The rows' histories (oldest first, latest ``max_history``), or None without any."""
+        h = self.spec.history
+        if h is None:
+            return None
+        lengths, _ = self._list(df, h.columns[0])
+        flat_ids = []
+        for c in h.columns:
+            _, flat = self._list(df, c)
+            flat_ids.append(encode_with_vocab(flat, self._vocab(c.vocab or c.name)))
+        values = np.stack(flat_ids, axis=1).astype(np.int64)  # [T, E] in file order
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        within = np.arange(len(values)) - np.repeat(starts, lengths)  # position in its row
+        order = np.arange(len(values))
+        if h.order == "newest_first":  # reverse each row's events: oldest first
+            order = np.repeat(starts, lengths) + np.repeat(lengths, lengths) - 1 - within
+        if h.timestamps is not None:
+            times = self._list(df, h.timestamps, as_float=True)[1].to_numpy()[order].astype(np.int64)
+        else:
+            times = within.astype(np.int64)
+        index, offsets = keep_latest(lengths, self.max_history)
+        kept = order[index]
+        return EncodedHistory(values[kept], np.ones(len(kept), np.int64), times[index], offsets)
 
 
 def encode_blocks(
@@ -237,19 +368,13 @@ def encode_blocks(
     layout = source.layout
     if id_column is not None and id_column not in layout.read:
         layout = replace(layout, read=(*layout.read, id_column))
-    skip = 1 if layout.header else 0
+    skip = 1 if layout.header and source.format == "text" else 0
     labelled = layout.label is not None
-    blocks = iter_blocks(source.path, skip, block_bytes, max_lines, count_separator=layout.separator)
-    for block in prefetch(blocks):
-        df = parse_block(block, layout, report, str(source.path))
+    separators = {c.name: c.separator for c in encoder.spec.list_columns}
+    frames = _frames(source, layout, report, skip, block_bytes, max_lines, separators)
+    for first, num_lines, df, texts in frames:
         if encoder.spec.derive is not None and df.height:
-            df = derive_block(
-                encoder.spec,
-                df,
-                lambda lines, block=block: line_texts(block, lines - block.first_line, layout.encoding),
-                Source(source.path, layout),
-                report,
-            )
+            df = derive_block(encoder.spec, df, texts, Source(source.path, layout, source.format), report)
         if split is not None and df.height:
             si, rule, code = split
             positions = df.get_column(LINE_COLUMN).to_numpy() - (1 + skip)
@@ -257,10 +382,40 @@ def encode_blocks(
         errors = report.take() if isinstance(report, RowErrors) else {}
         ids = df.get_column(id_column).to_list() if id_column is not None else None
         yield EncodedBlock(
-            first_line=block.first_line,
-            num_lines=block.num_lines,
+            first_line=first,
+            num_lines=num_lines,
             lines=df.get_column(LINE_COLUMN).to_numpy().astype(np.int64),
             rows=encoder.encode(df, labelled),
             ids=ids,
             errors=errors,
         )
+
+
+def _frames(
+    source: Source,
+    layout: TextLayout,
+    report: BadRowReport,
+    skip: int,
+    block_bytes: int,
+    max_lines: int | None,
+    separators: Mapping[str, str],
+) -> Iterator[tuple[int, int, pl.DataFrame, Callable[[np.ndarray], list[str]]]]:
+    """``(first line, lines, parsed good rows, text of lines)`` of each block of a text file or
+    slice of a parquet file (whose "lines" are its 1-based row numbers), as training parses them."""
+    if source.format == "parquet":
+        rows = max(block_bytes // 256, 1)  # about block_bytes of text
+        first = 1
+        read_before = report.rows_read
+        for df, texts in iter_parquet_frames(source.path, layout, report, separators, rows, max_lines):
+            n = report.rows_read - read_before  # the slice's rows, good and bad
+            read_before = report.rows_read
+            yield first, n, df, texts
+            first += n
+        return
+    blocks = iter_blocks(source.path, skip, block_bytes, max_lines, count_separator=layout.separator)
+    for block in prefetch(blocks):
+
+        def texts(lines: np.ndarray, block: Block = block) -> list[str]:
+            return line_texts(block, lines - block.first_line, layout.encoding)
+
+        yield block.first_line, block.num_lines, parse_block(block, layout, report, str(source.path)), texts
