@@ -186,7 +186,12 @@ def test_eval_on_the_raw_test_file_equals_eval_on_the_cache(list_run, tmp_path):
     cached = evaluate(runner_config("eval", tmp_path / "a", f"ckpt_path={ckpt}", "eval_splits=[test]"))
     raw = evaluate(
         runner_config(
-            "eval", tmp_path / "b", f"ckpt_path={ckpt}", "rows=all", f"+data.path={folder / 'test.csv'}", "+data.split=random"
+            "eval",
+            tmp_path / "b",
+            f"ckpt_path={ckpt}",
+            "rows=all",
+            f"+data.path={folder / 'test.csv'}",
+            "+data.split=random",
         )
     )
     assert cached["eval/encoding"] == "training cache" and raw["eval/encoding"] == "training vocabularies"
@@ -196,7 +201,7 @@ def test_eval_on_the_raw_test_file_equals_eval_on_the_cache(list_run, tmp_path):
 
 
 def test_malformed_list_rows_are_kept_with_their_reason_and_unseen_values_go_to_oov(list_run, tmp_path):
-    ckpt, folder = list_run
+    ckpt, _ = list_run
     lines = list_rows(20, seed=9)
     good = lines[5].split(",")
     lines[5] = ",".join([*good[:5], "a1|a2", "c1", "5|4", good[8]])  # 2 ads, 1 category: unequal lengths
