@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,14 @@ import torch
 from omegaconf import DictConfig
 
 from recsys_lab.data.cached import TabularDataModule
-from recsys_lab.data.preprocess.encode import EncodedBlock, RowErrors, TabularEncoder, encode_blocks
+from recsys_lab.data.movielens import MovieLensDataModule
+from recsys_lab.data.preprocess.encode import (
+    EncodedBlock,
+    MovieLensEncoder,
+    RowErrors,
+    TabularEncoder,
+    encode_blocks,
+)
 from recsys_lab.data.preprocess.errors import DataError
 from recsys_lab.models.base import CTRModel
 from recsys_lab.runners import stage
@@ -94,10 +102,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     run = load_trained(cfg.ckpt_path)
     data = run.data
-    if not isinstance(data, TabularDataModule):
+    if not isinstance(data, TabularDataModule | MovieLensDataModule):
         raise DataError(
-            f"recsys-predict reads raw rows of a tabular click log (Criteo, Avazu); {run.ckpt_path} was trained on "
-            f"{data.name} data. Use recsys-eval for its splits, or recsys-export to serve the model on encoded inputs."
+            f"recsys-predict reads raw rows in a training data's format (Criteo, Avazu, data=tabular files, MovieLens "
+            f"ratings); {run.ckpt_path} was trained on {data.name} data. Use recsys-eval for its splits, or "
+            "recsys-export to serve the model on encoded inputs."
         )
     path = Path(str(cfg.input)).expanduser()
     if not path.is_file():
@@ -106,21 +115,26 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     if output.suffix != ".parquet":
         raise ValueError(f"output={cfg.output} must end in .parquet (the output is a Parquet table).")
     output.parent.mkdir(parents=True, exist_ok=True)
-    source = data.serving_source(path)
-    with_id = ID_COLUMN in source.layout.columns
-    encoder = TabularEncoder(data.spec(), data.cache_path, data.max_history())  # type: ignore[arg-type]
     report = RowErrors(data.name)
+    block_bytes = int(cfg.block_bytes)
+    blocks: Iterator[EncodedBlock]
+    if isinstance(data, MovieLensDataModule):
+        movielens = MovieLensEncoder(data)
+        layout = movielens.layout(path)
+        with_id = False
+        blocks = movielens.blocks(path, report, block_bytes)
+    else:
+        source = data.serving_source(path)
+        layout = source.layout
+        with_id = ID_COLUMN in layout.columns
+        encoder = TabularEncoder(data.spec(), data.cache_path, data.max_history())  # type: ignore[arg-type]
+        blocks = encode_blocks(
+            encoder, source, report, block_bytes=block_bytes, id_column=ID_COLUMN if with_id else None
+        )
     tmp = output.with_name(f".{output.name}.tmp")
     rows = scored = 0
     writer: pq.ParquetWriter | None = None
     try:
-        blocks = encode_blocks(
-            encoder,
-            source,
-            report,
-            block_bytes=int(cfg.block_bytes),
-            id_column=ID_COLUMN if with_id else None,
-        )
         for block in blocks:
             table = block_table(block, score(run.model, block, int(cfg.batch_size)), with_id)
             if writer is None:
@@ -130,7 +144,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             scored += len(block.rows)
         if writer is None:  # no data lines at all
             raise DataError(
-                f"input={path} has no rows to score{' after its header' if source.layout.header else ''}."
+                f"input={path} has no rows to score{' after its header' if layout.header else ''}."
             )
         writer.close()
         writer = None
@@ -144,7 +158,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         "ckpt_path": str(run.ckpt_path),
         "input": str(path),
         "output": str(output),
-        "layout": source.layout.name,
+        "layout": layout.name,
         "rows": rows,
         "scored": scored,
         "bad_rows": report.to_dict(),

@@ -154,7 +154,7 @@ def test_avazu_eval_on_a_new_file_has_gauc(avazu_run, tmp_path):
 
 def test_a_run_on_synthetic_data_is_refused_clearly(tmp_path):
     _, ckpt = train_tiny(tmp_path / "syn", "model=dnn", "trainer.limit_train_batches=2", "test=false")
-    with pytest.raises(DataError, match="reads raw rows of a tabular click log"):
+    with pytest.raises(DataError, match=r"reads raw rows in a training data.s format"):
         _predict(tmp_path, ckpt, ["1\t2"], "x.tsv")
 
 

@@ -25,20 +25,32 @@ import polars as pl
 import torch
 
 from recsys_lab.data.batch import Batch, Jagged
+from recsys_lab.data.cached import EVENTS
+from recsys_lab.data.movielens import (
+    _RECBOLE_NAMES,
+    VARIANTS,
+    MovieLensDataModule,
+    check_ratings,
+    recbole_variant,
+    side_features,
+)
+from recsys_lab.data.movielens import CATEGORICAL as ML_CATEGORICAL
 from recsys_lab.data.preprocess import numeric as num
 from recsys_lab.data.preprocess.badrows import BadRowReport
-from recsys_lab.data.preprocess.cache import MANIFEST, SCHEMA
-from recsys_lab.data.preprocess.errors import CacheMismatchError
+from recsys_lab.data.preprocess.cache import MANIFEST, SCHEMA, load_array
+from recsys_lab.data.preprocess.errors import CacheMismatchError, DataError
 from recsys_lab.data.preprocess.readers import (
     LINE_COLUMN,
     Block,
     TextLayout,
+    first_line,
     iter_blocks,
     iter_parquet_frames,
     line_texts,
     parse_block,
     prefetch,
 )
+from recsys_lab.data.preprocess.split import SPLITS
 from recsys_lab.data.preprocess.tabular import (
     ListColumn,
     Source,
@@ -419,3 +431,186 @@ def _frames(
             return line_texts(block, lines - block.first_line, layout.encoding)
 
         yield block.first_line, block.num_lines, parse_block(block, layout, report, str(source.path)), texts
+
+
+# ------------------------------------------------------------------------------------------------
+# MovieLens
+# ------------------------------------------------------------------------------------------------
+
+
+class MovieLensEncoder:
+    """Encodes raw MovieLens rating rows the way a training run's cache encoded its ratings.
+
+    Input rows are in the training data's ratings layout: ``u.data`` (ml-100k, tab-separated),
+    ``ratings.dat`` (ml-1m, ``::``) or a RecBole ``.inter`` file (columns found by its header).
+    Without the rating — ``user, movie, timestamp`` (ml-100k / ml-1m: three fields on the first
+    line; RecBole: no ``rating`` column) — rows are unlabelled. Rows are checked as in training
+    (a rating outside [0.5, 5] is ``bad_label``, ids or timestamp that are not integers
+    ``non_numeric``, a wrong number of fields ``field_count``).
+
+    Features: each row is joined, as in training, to the user and movie files of the training
+    run (``data.path``: ``u.user``/``u.item``, ``users.dat``/``movies.dat`` or ``.user``/``.item``)
+    and every categorical value is encoded with the training vocabularies (an unseen user or movie
+    id -> OOV; a user or movie missing from those files -> missing side features).
+
+    History: the training data's ratings of the row's user with a timestamp strictly before the
+    row's — the rule training applies to its own rows — taken from the cache's events (the whole
+    training file, every split), most recent ``max_history``. A row after the training data's end
+    sees all of its user's training ratings; a user unknown to training has an empty history. The
+    input's own rows never enter a history (their ratings may be unknown), so each row's score
+    depends on that row only.
+
+    Args:
+        data: the training run's MovieLens datamodule, its cache opened
+            (:func:`recsys_lab.runners.common.open_training_data`).
+    """
+
+    def __init__(self, data: MovieLensDataModule) -> None:
+        folder = data.cache_path
+        assert folder is not None, "open the training cache first"
+        self.data = data
+        self.max_history = data.max_history()
+        self.click_threshold = data.click_threshold
+        name = str(data.manifest["config"]["variant"])
+        self.variant = VARIANTS[name] if name in VARIANTS else None
+        self.recbole_stem = name.split(":", 1)[1] if self.variant is None else None
+        variant = self.variant or recbole_variant(data.path, str(self.recbole_stem))
+        files = [data.path / f for f in variant.files[1:]]
+        gone = [str(f) for f in files if not f.is_file()]
+        if gone:
+            raise DataError(
+                f"The training run's user and movie files {gone} are gone: their columns (gender, age, "
+                "occupation, zip; genre, year) are features of every rating. Point data.path (of the run's "
+                "config.yaml) at the MovieLens folder it was trained on."
+            )
+        side = BadRowReport(data.name, max_examples=0)  # counted when training, not here
+        self.users, self.movies = side_features(files[0], files[1], variant, side, data.max_rows_per_file)
+        vocab = pl.read_parquet(folder / "vocab.parquet")
+        self.vocabs = {
+            name: frame.select("value", "id")
+            for (name,), frame in vocab.partition_by("field", as_dict=True, maintain_order=True).items()
+        }
+        self._index_events(folder)
+
+    def _index_events(self, folder: Path) -> None:
+        """Each training user's events: rows ``start:start + count`` of the cache's events, sorted
+        by time (the cache orders events by user, then time); a sorted key ``(user rank, time)``
+        per event finds "before time t" for many rows at once."""
+        users, starts = [], []
+        for split in SPLITS:
+            users.append(load_array(folder / split / "user.npy"))
+            starts.append(load_array(folder / split / "hist_start.npy"))
+        raw, first, counts = np.unique(np.concatenate(users), return_index=True, return_counts=True)
+        self.user_ids = raw  # [U] raw user ids, sorted
+        self.user_start = np.concatenate(starts)[first].astype(np.int64)  # [U]
+        self.user_count = counts.astype(np.int64)
+        self.values = load_array(folder / EVENTS / "values.npy")  # [T, 2] movie and genre ids
+        self.actions = load_array(folder / EVENTS / "actions.npy")
+        self.timestamps = load_array(folder / EVENTS / "timestamps.npy")
+        if len(self.timestamps) != int(counts.sum()) or (
+            len(raw) and not np.array_equal(self.user_start[1:], np.cumsum(counts)[:-1])
+        ):
+            raise CacheMismatchError(
+                f"The MovieLens cache at {folder} does not hold each user's events in one run; rebuild it."
+            )
+        ts = np.asarray(self.timestamps, dtype=np.int64)
+        self.t_min = int(ts.min()) if len(ts) else 0
+        self.t_span = (int(ts.max()) - self.t_min + 2) if len(ts) else 2
+        self.keys = np.repeat(np.arange(len(raw), dtype=np.int64), counts) * self.t_span + (ts - self.t_min)
+
+    def layout(self, path: Path) -> TextLayout:
+        """The layout of an input file: the training ratings layout, with or without the rating."""
+        if self.variant is not None:
+            layout = self.variant.ratings
+            fields = first_line(path, layout.encoding).count(layout.separator) + 1
+            if fields != 3:
+                return layout
+            columns = ("user_id", "movie_id", "timestamp")
+            name = layout.name.replace("rating, ", "")
+            return replace(layout, name=name, columns=columns, read=columns, numeric=frozenset(columns))
+        fields = [f.split(":", 1)[0].strip() for f in first_line(path).split("\t")]
+        columns = tuple(_RECBOLE_NAMES.get(f, f) for f in fields)
+        read = tuple(c for c in ("user_id", "movie_id", "rating", "timestamp") if c in columns)
+        missing = [c for c in ("user_id", "movie_id", "timestamp") if c not in columns]
+        if missing or len(set(columns)) != len(columns):
+            raise DataError(
+                f"{path}: the run was trained on RecBole atomic files, whose .inter header names user_id, "
+                f"item_id, timestamp (and rating); this header names {fields}. Give rows of a .inter file "
+                "with its header line."
+            )
+        return TextLayout(
+            name=f"RecBole .inter (tab-separated, name:type header{'' if 'rating' in read else ', no rating'})",
+            separator="\t",
+            columns=columns,
+            read=read,
+            numeric=frozenset(read),
+            header=True,
+        )
+
+    def encode(self, df: pl.DataFrame) -> EncodedRows:
+        """Checked rating rows (parsed by :meth:`layout`) -> model inputs, in row order."""
+        df = df.with_columns(pl.col(c).cast(pl.Int64) for c in ("user_id", "movie_id", "timestamp"))
+        joined = (
+            df.join(self.users, on="user_id", how="left")
+            .join(self.movies, on="movie_id", how="left")
+            .sort(LINE_COLUMN)
+        )
+        n = joined.height
+        sparse = np.empty((n, len(ML_CATEGORICAL)), dtype=np.int64)
+        for j, c in enumerate(ML_CATEGORICAL):
+            sparse[:, j] = encode_with_vocab(joined.get_column(c), self._vocab(c))
+        labels, extra = None, {}
+        if "rating" in joined.columns:
+            rating = joined.get_column("rating").to_numpy().astype(np.float32)
+            labels, extra = (rating >= self.click_threshold).astype(np.float32), {"rating": rating}
+        user = joined.get_column("user_id").to_numpy().astype(np.int64)
+        history = self._history(user, joined.get_column("timestamp").to_numpy().astype(np.int64))
+        dense = np.zeros((n, 0), dtype=np.float32)
+        return EncodedRows(dense, sparse, labels, user, None, history, extra)
+
+    def _vocab(self, name: str) -> pl.DataFrame:
+        return self.vocabs.get(
+            name, pl.DataFrame({"value": [], "id": []}, schema={"value": pl.String, "id": pl.Int32})
+        )
+
+    def _history(self, user: np.ndarray, t: np.ndarray) -> EncodedHistory:
+        """The training events of each row's user strictly before its time ``t`` (int64 ``[N]``)."""
+        rank = np.searchsorted(self.user_ids, user)  # [N]
+        known = rank < len(self.user_ids)
+        known[known] = self.user_ids[rank[known]] == user[known]
+        rank = np.where(known, rank, 0)
+        query = rank * self.t_span + np.clip(t - self.t_min, 0, self.t_span - 1)
+        end = np.searchsorted(self.keys, query, side="left")  # [N] first event at or after t
+        start = self.user_start[rank] if len(self.user_ids) else np.zeros_like(end)
+        if self.max_history is not None:
+            start = np.maximum(start, end - self.max_history)
+        lengths = np.where(known, end - start, 0)  # [N]
+        offsets = np.zeros(len(user) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        seg = np.repeat(np.arange(len(user)), lengths)  # [T'] row of each event
+        events = np.arange(offsets[-1], dtype=np.int64) - offsets[:-1][seg] + start[seg]
+        return EncodedHistory(
+            values=np.asarray(self.values[events], dtype=np.int64),
+            actions=np.asarray(self.actions[events], dtype=np.int64),
+            timestamps=np.asarray(self.timestamps[events], dtype=np.int64),
+            offsets=offsets,
+        )
+
+    def blocks(
+        self, path: Path, report: BadRowReport, block_bytes: int = 8 << 20, max_lines: int | None = None
+    ) -> Iterator[EncodedBlock]:
+        """Stream the rating rows of ``path``: each block's good rows encoded, bad ones reported
+        (with :class:`RowErrors`, each bad line's reason in ``EncodedBlock.errors``)."""
+        layout = self.layout(path)
+        blocks = iter_blocks(
+            path, int(layout.header), block_bytes, max_lines, count_separator=layout.separator
+        )
+        for block in prefetch(blocks):
+            df = check_ratings(parse_block(block, layout, report, str(path)), block, layout, report, path)
+            yield EncodedBlock(
+                first_line=block.first_line,
+                num_lines=block.num_lines,
+                lines=df.get_column(LINE_COLUMN).to_numpy().astype(np.int64),
+                rows=self.encode(df),
+                errors=report.take() if isinstance(report, RowErrors) else {},
+            )
