@@ -15,6 +15,7 @@ from recsys_lab.data.preprocess.encode import MovieLensEncoder, RowErrors
 from recsys_lab.data.preprocess.errors import BadRowsError
 from recsys_lab.data.preprocess.split import SPLITS, TEST, TRAIN, VAL
 from recsys_lab.runners.common import load_trained
+from recsys_lab.runners.evaluate import evaluate
 from recsys_lab.runners.predict import predict
 from tests.data.rawfiles import write_lines, write_movielens
 from tests.runners.conftest import runner_config, train_tiny
@@ -169,3 +170,16 @@ def test_malformed_rows_are_kept_and_unseen_users_and_movies_are_scored(movielen
     # User 1 after the training data's end: its latest max_history training ratings, oldest first.
     times = sorted(int(line.split("\t")[3]) for line in lines if line.split("\t")[0] == "1")
     assert new_movie.history is not None and new_movie.history.timestamps.tolist() == times[-6:]
+
+
+def test_eval_on_a_file_of_ratings_equals_eval_on_the_cached_test_split(movielens_run, tmp_path):
+    ckpt, folder = movielens_run
+    lines, first = raw_lines(folder, "ml-100k")
+    test = write_lines(
+        tmp_path / "test.data", [lines[i - first] for i in cache_lines(folder, "ml-100k")["test"]]
+    )
+    cached = evaluate(runner_config("eval", tmp_path / "a", f"ckpt_path={ckpt}", "eval_splits=[test]"))
+    raw = evaluate(runner_config("eval", tmp_path / "b", f"ckpt_path={ckpt}", f"+data.path={test}"))
+    assert raw["eval/rows"] == "all" and raw["eval/rows_read"] == len(cache_lines(folder, "ml-100k")["test"])
+    for key in ("test/auc", "test/logloss", "test/ne"):
+        assert raw[key] == pytest.approx(cached[key], abs=1e-6), key
