@@ -1,17 +1,29 @@
 """``recsys-predict`` / ``python -m recsys_lab.predict``: click probabilities for raw rows.
 
-The input file is in the training data's raw format (Criteo TSV or CSV, Avazu CSV; with or without
-the label column). It is read in blocks of ``block_bytes`` by the training readers, each block's
-good rows encoded with the run's vocabularies and transforms
-(:mod:`recsys_lab.data.preprocess.encode`) and scored in batches, and the block appended to the
-Parquet output — memory stays at about one block whatever the file size.
+The input file is in the training data's raw format, with or without the label column(s):
+
+- Criteo TSV or CSV, Avazu CSV;
+- ``data=tabular`` files (CSV, TSV, parquet) with their categorical, numeric, multi-valued and
+  history columns (:class:`~recsys_lab.data.preprocess.encode.TabularEncoder`);
+- MovieLens ratings in the training run's layout — ml-100k ``u.data``, ml-1m ``ratings.dat``,
+  RecBole ``.inter`` — or just ``user, movie, timestamp``
+  (:class:`~recsys_lab.data.preprocess.encode.MovieLensEncoder`). Each row's history is its user's
+  ratings in the TRAINING data strictly before the row's timestamp (training's rule), the latest
+  ``max_history``; the input's own rows never enter a history.
+
+It is read in blocks of ``block_bytes`` by the training readers, each block's good rows encoded
+with the run's vocabularies and transforms (:mod:`recsys_lab.data.preprocess.encode`) and scored
+in batches, and the block appended to the Parquet output — memory stays at about one block
+whatever the file size (plus, for MovieLens, the training run's user and movie tables and an index
+of its events).
 
 The output has one row per input line (the header excluded), in input order:
 
 ==========  =======  ===================================================================
 column      type     meaning
 ==========  =======  ===================================================================
-``line``    int64    the physical line number in the input (1-based; a header is line 1)
+``line``    int64    the physical line number in the input (1-based; a header is line 1; the
+                     row number of a parquet input)
 ``id``      string   the row's id, for inputs that have one (Avazu's ``id``)
 ``score``   float32  the click probability; null when the row is malformed
 ``error``   string   why the row was not scored (``reason: detail``); null otherwise
