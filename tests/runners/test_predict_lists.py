@@ -16,9 +16,9 @@ from recsys_lab.data.preprocess.split import SPLITS
 from recsys_lab.data.tabular import TabularFileDataModule
 from recsys_lab.runners.common import load_trained
 from recsys_lab.runners.evaluate import evaluate
-from recsys_lab.runners.predict import predict
 from tests.data.rawfiles import write_lines
 from tests.runners.conftest import runner_config, train_tiny
+from tests.runners.scoring import cached_scores, predict_table
 
 HEADER = "user_id,ad_id,category,price,tags,hist_ad_id,hist_category,hist_time,click"
 COLUMNS = {
@@ -142,41 +142,23 @@ def test_encoding_list_columns_reproduces_the_cache(tmp_path, hash_buckets):
         torch.testing.assert_close(torch.cat([h.actions for h in hist]), want.history.actions, rtol=0, atol=0)
 
 
-@torch.inference_mode()
-def cached_scores(ckpt, split: str = "test") -> np.ndarray:
-    """The trained model's click probabilities on a split of its training cache, in cache order."""
-    run = load_trained(ckpt)
-    data = run.data.split_data(split)
-    batch = data.batch(np.arange(len(data)))
-    return torch.sigmoid(run.model(batch.for_serving())).numpy()
-
-
-def _predict(tmp_path, ckpt, path, *overrides):
-    out = tmp_path / f"{path.stem}.parquet"
-    cfg = runner_config(
-        "predict", tmp_path / "p", f"ckpt_path={ckpt}", f"input={path}", f"output={out}", *overrides
-    )
-    predict(cfg)
-    return pl.read_parquet(out)
-
-
 def test_predict_scores_equal_the_models_on_the_cached_test_rows(list_run, tmp_path):
     ckpt, folder = list_run
     want = cached_scores(ckpt)
-    out = _predict(tmp_path, ckpt, folder / "test.csv", "block_bytes=3000", "batch_size=17")
+    out = predict_table(tmp_path, ckpt, folder / "test.csv", "block_bytes=3000", "batch_size=17")
     assert out["line"].to_list() == list(range(2, 152)) and out["error"].null_count() == 150
     np.testing.assert_allclose(out["score"].to_numpy(), want, rtol=0, atol=1e-6)
     # Without the label column (serving), the same scores.
     text = (folder / "test.csv").read_text().splitlines()
     unlabelled = write_lines(tmp_path / "serve.csv", [line.rsplit(",", 1)[0] for line in text])
-    out = _predict(tmp_path, ckpt, unlabelled)
+    out = predict_table(tmp_path, ckpt, unlabelled)
     np.testing.assert_allclose(out["score"].to_numpy(), want, rtol=0, atol=1e-6)
     # A parquet file with list columns as lists, rows numbered from 1.
     frame = pl.read_csv(folder / "test.csv", infer_schema=False).with_columns(
         pl.col("tags").str.split(";"), pl.col("price").cast(pl.Float64), pl.col("click").cast(pl.Int64)
     )
     frame.write_parquet(tmp_path / "test.parquet")
-    out = _predict(tmp_path / "pq", ckpt, tmp_path / "test.parquet", "block_bytes=10000")
+    out = predict_table(tmp_path / "pq", ckpt, tmp_path / "test.parquet", "block_bytes=10000")
     assert out["line"].to_list() == list(range(1, 151))
     np.testing.assert_allclose(out["score"].to_numpy(), want, rtol=0, atol=1e-6)
 
@@ -210,7 +192,7 @@ def test_malformed_list_rows_are_kept_with_their_reason_and_unseen_values_go_to_
     new = lines[12].split(",")
     new[1], new[4], new[5], new[6], new[7] = "a999", "never;t1", "a999|a1", "c1|c1", "9|8"
     lines[12] = ",".join(new)
-    out = _predict(tmp_path, ckpt, write_lines(tmp_path / "x.csv", lines), "max_bad_fraction=0.5")
+    out = predict_table(tmp_path, ckpt, write_lines(tmp_path / "x.csv", lines), "max_bad_fraction=0.5")
     assert out.height == 20 and out["line"].to_list() == list(range(2, 22))
     errors = dict(zip(out["line"].to_list(), out["error"].to_list()))
     assert errors[6].startswith("bad_value: hist_ad_id") and "different numbers of events" in errors[6]

@@ -16,9 +16,9 @@ from recsys_lab.data.preprocess.errors import BadRowsError
 from recsys_lab.data.preprocess.split import SPLITS, TEST, TRAIN, VAL
 from recsys_lab.runners.common import load_trained
 from recsys_lab.runners.evaluate import evaluate
-from recsys_lab.runners.predict import predict
 from tests.data.rawfiles import write_lines, write_movielens
 from tests.runners.conftest import runner_config, train_tiny
+from tests.runners.scoring import cached_scores, predict_table
 
 RATINGS = {"ml-100k": ("u.data", "\t"), "ml-1m": ("ratings.dat", "::"), "recbole": ("ml-100k.inter", "\t")}
 
@@ -99,29 +99,13 @@ def movielens_run(tmp_path_factory):
     return ckpt, folder
 
 
-@torch.inference_mode()
-def cached_scores(ckpt, split: str = "test") -> np.ndarray:
-    run = load_trained(ckpt)
-    data = run.data.split_data(split)
-    return torch.sigmoid(run.model(data.batch(np.arange(len(data))).for_serving())).numpy()
-
-
-def _predict(tmp_path, ckpt, path, *overrides) -> pl.DataFrame:
-    out = tmp_path / f"{path.stem}.parquet"
-    cfg = runner_config(
-        "predict", tmp_path / "p", f"ckpt_path={ckpt}", f"input={path}", f"output={out}", *overrides
-    )
-    predict(cfg)
-    return pl.read_parquet(out)
-
-
 def test_predict_scores_equal_the_models_on_the_cached_test_rows(movielens_run, tmp_path):
     ckpt, folder = movielens_run
     lines, first = raw_lines(folder, "ml-100k")
     test = [lines[line - first] for line in cache_lines(folder, "ml-100k")["test"]]
     want = cached_scores(ckpt)
     assert len(test) == len(want) > 20
-    out = _predict(
+    out = predict_table(
         tmp_path, ckpt, write_lines(tmp_path / "test.data", test), "block_bytes=300", "batch_size=7"
     )
     assert out.columns == ["line", "score", "error"] and out["line"].to_list() == list(
@@ -131,7 +115,7 @@ def test_predict_scores_equal_the_models_on_the_cached_test_rows(movielens_run, 
     np.testing.assert_allclose(out["score"].to_numpy(), want, rtol=0, atol=1e-6)
     # Without the rating (user, movie, timestamp): the same scores.
     unlabelled = ["\t".join(np.array(line.split("\t"))[[0, 1, 3]]) for line in test]
-    out = _predict(tmp_path, ckpt, write_lines(tmp_path / "serve.data", unlabelled))
+    out = predict_table(tmp_path, ckpt, write_lines(tmp_path / "serve.data", unlabelled))
     np.testing.assert_allclose(out["score"].to_numpy(), want, rtol=0, atol=1e-6)
 
 
@@ -149,7 +133,7 @@ def test_malformed_rows_are_kept_and_unseen_users_and_movies_are_scored(movielen
         "1\t5\t2.5\t880000000.5",  # non_numeric: a timestamp that is not an integer
     ]
     with pytest.raises(BadRowsError, match=r"4 of 7 rows"):
-        _predict(tmp_path, ckpt, write_lines(tmp_path / "x.data", rows))
+        predict_table(tmp_path, ckpt, write_lines(tmp_path / "x.data", rows))
     out = pl.read_parquet(tmp_path / "x.parquet")  # written before failing
     assert out["line"].to_list() == list(range(1, 8))
     reasons = [e.split(":")[0] if e else None for e in out["error"].to_list()]
