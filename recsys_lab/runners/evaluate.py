@@ -78,6 +78,15 @@ def eval_data_config(cfg: DictConfig, run: TrainedRun) -> DictConfig:
         return given
     merged = OmegaConf.merge(run.cfg.data, given or {})
     assert isinstance(merged, DictConfig)
+    if (
+        given
+        and "path" in given
+        and merged.get("split") == "files"
+        and Path(str(given.path)).expanduser().is_file()
+    ):
+        merged.split = (
+            "random"  # one file (rows=all): the run's split=files needs a folder of train/valid/test
+        )
     return merged
 
 

@@ -172,8 +172,7 @@ def test_eval_on_the_raw_test_file_equals_eval_on_the_cache(list_run, tmp_path):
             tmp_path / "b",
             f"ckpt_path={ckpt}",
             "rows=all",
-            f"+data.path={folder / 'test.csv'}",
-            "+data.split=random",
+            f"+data.path={folder / 'test.csv'}",  # the run's split=files: one file is read whole
         )
     )
     assert cached["eval/encoding"] == "training cache" and raw["eval/encoding"] == "training vocabularies"

@@ -82,6 +82,20 @@ def test_encoding_the_raw_ratings_reproduces_the_cache(tmp_path, variant):
             torch.testing.assert_close(
                 torch.cat([getattr(h, field) for h in hist]), getattr(want.history, field), rtol=0, atol=0
             )
+    # Without the rating column: the same inputs, no labels.
+    raw, first = raw_lines(folder, variant)
+    sep = RATINGS[variant][1]
+    header = ["user_id:token\titem_id:token\ttimestamp:float"] if variant == "recbole" else []
+    unlabelled = [sep.join(np.array(line.split(sep))[[0, 1, 3]]) for line in raw]
+    path = write_lines(tmp_path / f"serve{path.suffix}", header + unlabelled)
+    assert "no rating" in encoder.layout(path).name or "rating" not in encoder.layout(path).read
+    (block,) = list(encoder.blocks(path, RowErrors(data.name)))
+    assert block.rows.labels is None and not block.rows.extra_labels
+    np.testing.assert_array_equal(block.lines, np.arange(first, first + len(raw)))
+    np.testing.assert_array_equal(block.rows.sparse, np.concatenate([r.sparse for r in rows]))
+    torch.testing.assert_close(
+        block.rows.batch().history.values, torch.cat([r.batch().history.values for r in rows])
+    )
 
 
 @pytest.fixture(scope="module")

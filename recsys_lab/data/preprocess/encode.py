@@ -10,6 +10,11 @@ as training, one block at a time (memory: a block, whatever the file size).
 As in training, an empty field is id 1 (missing) and a value the training split did not keep
 (rarer than its min count, or never seen) is id 0 (OOV). ``Batch.user`` (GAUC groups) is a hash
 of the raw user value: grouping needs equal values only, and new users get groups too.
+Multi-valued and history columns of ``data=tabular`` become ``Batch.multi`` and ``Batch.history``
+exactly as the cache holds them.
+
+MovieLens ratings are encoded by :class:`MovieLensEncoder`: training's checks and side files, and
+each row's history from the training data (its user's ratings strictly before the row's time).
 """
 
 from __future__ import annotations
