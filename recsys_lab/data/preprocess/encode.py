@@ -202,7 +202,8 @@ class RowErrors(BadRowReport):
 
 
 class TabularEncoder:
-    """Encodes parsed rows of a tabular dataset (Criteo, Avazu) with a cache's fitted preprocessing.
+    """Encodes parsed rows of a tabular dataset (Criteo, Avazu, ``data=tabular``) with a cache's
+    fitted preprocessing.
 
     Multi-valued columns become ``EncodedRows.multi`` and history columns ``EncodedRows.history``
     as training staged them (:class:`~recsys_lab.data.preprocess.tabular.TabularPreprocessor`):
