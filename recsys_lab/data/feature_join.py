@@ -3,7 +3,7 @@
 :class:`ColumnJoinDataModule` is the shared machinery (also behind ``data=pair_features``,
 :mod:`recsys_lab.data.pair_features`); :class:`FeatureJoinDataModule` reads the columns from files.
 
-A feature writer (e.g. LUM's knowledge querying, :mod:`recsys_lab.lum_features`) stores, per split,
+A feature writer (e.g. LUM's knowledge querying, :mod:`recsys_lab.runners.lum_features`) stores, per split,
 an array ``[rows of split, K]`` whose row r belongs to the split's r-th sample in the wrapped
 datamodule's dataset order, plus a JSON file naming the K columns. This wrapper appends those
 columns to ``Batch.dense`` and to the schema's numeric features, so every model reads them with no

@@ -45,6 +45,7 @@ from recsys_lab.data.preprocess.cache import NpyWriter, write_json
 from recsys_lab.data.preprocess.errors import DataError
 from recsys_lab.data.preprocess.readers import (
     LINE_COLUMN,
+    Block,
     TextLayout,
     first_line,
     iter_blocks,
@@ -283,18 +284,12 @@ class MovieLensDataModule(CachedDataModule):
     def build(self, files: list[Path], out: Path, report: BadRowReport) -> dict[str, Any]:
         variant = self._resolve_variant()
         ratings = self._read_ratings(files[0], variant.ratings, report)
-        users = _dedupe(_read(files[1], variant.users, report, self.max_rows_per_file), "user_id")
-        movies = _dedupe(_read(files[2], variant.movies, report, self.max_rows_per_file), "movie_id")
+        users, movies = side_features(files[1], files[2], variant, report, self.max_rows_per_file)
         report.log()
         report.check(self.max_bad_fraction)
         if ratings.height == 0:
             raise DataError(f"{files[0]} has no valid ratings.")
 
-        movies = _movie_features(movies, variant)
-        users = users.select(
-            pl.col("user_id").cast(pl.Int64),
-            *(pl.col(c).cast(pl.String) for c in ("gender", "age", "occupation", "zip")),
-        )
         df = (
             ratings.join(users, on="user_id", how="left")
             .join(movies, on="movie_id", how="left")
@@ -378,32 +373,9 @@ class MovieLensDataModule(CachedDataModule):
         """The ratings, with ratings outside [0.5, 5] or non-integer ids skipped as bad rows."""
         frames = []
         for block in iter_blocks(path, int(layout.header), 64 << 20, self.max_rows_per_file):
-            df = parse_block(block, layout, report, str(path))
-            r = df.get_column("rating").to_numpy()
-            ids = np.stack(
-                [df.get_column(c).to_numpy() for c in ("user_id", "movie_id", "timestamp")], axis=1
+            frames.append(
+                check_ratings(parse_block(block, layout, report, str(path)), block, layout, report, path)
             )
-            good_ids = (ids == np.floor(ids)).all(axis=1)
-            checks = [("bad_label", (r >= 0.5) & (r <= 5), "rating", "not a rating in [0.5, 5]")]
-            checks.append(("non_numeric", good_ids, "user_id", "ids and timestamp must be integers"))
-            bad_any = np.zeros(df.height, dtype=bool)
-            for reason, ok, column, problem in checks:
-                idx = np.flatnonzero(~ok & ~bad_any)
-                bad_any |= ~ok
-                if len(idx):
-                    lines = df.get_column(LINE_COLUMN).to_numpy()[idx]
-                    want = lines[: report.examples_wanted(reason)]
-                    texts = line_texts(block, want - block.first_line, layout.encoding)
-                    values = df.get_column(column)
-                    report.add(
-                        reason,
-                        len(idx),
-                        [
-                            (str(path), int(ln), f"{column} is {values[int(i)]!r}, {problem}", t)
-                            for i, ln, t in zip(idx, want, texts)
-                        ],
-                    )
-            frames.append(df.filter(pl.Series(~bad_any)))
         if not frames or report.rows_read == 0:
             raise DataError(
                 f"{path} is empty: no ratings. Check the file (an interrupted download or unzip?)."
@@ -427,6 +399,52 @@ class MovieLensDataModule(CachedDataModule):
         codes[(rank == count - 1) & (count >= 2)] = TEST
         codes[(rank == count - 2) & (count >= 3)] = VAL
         return codes
+
+
+def check_ratings(
+    df: pl.DataFrame, block: Block, layout: TextLayout, report: BadRowReport, path: Path
+) -> pl.DataFrame:
+    """The parsed rating rows of ``block`` without (and reporting) those whose rating is outside
+    [0.5, 5] or whose ids or timestamp are not integers (a layout without ``rating``: ids only)."""
+    id_columns = [c for c in ("user_id", "movie_id", "timestamp") if c in df.columns]
+    ids = np.stack([df.get_column(c).to_numpy() for c in id_columns], axis=1)
+    good_ids = (ids == np.floor(ids)).all(axis=1)
+    checks = []
+    if "rating" in df.columns:
+        r = df.get_column("rating").to_numpy()
+        checks.append(("bad_label", (r >= 0.5) & (r <= 5), "rating", "not a rating in [0.5, 5]"))
+    checks.append(("non_numeric", good_ids, "user_id", "ids and timestamp must be integers"))
+    bad_any = np.zeros(df.height, dtype=bool)
+    for reason, ok, column, problem in checks:
+        idx = np.flatnonzero(~ok & ~bad_any)
+        bad_any |= ~ok
+        if len(idx):
+            lines = df.get_column(LINE_COLUMN).to_numpy()[idx]
+            want = lines[: report.examples_wanted(reason)]
+            texts = line_texts(block, want - block.first_line, layout.encoding)
+            values = df.get_column(column)
+            report.add(
+                reason,
+                len(idx),
+                [
+                    (str(path), int(ln), f"{column} is {values[int(i)]!r}, {problem}", t)
+                    for i, ln, t in zip(idx, want, texts)
+                ],
+            )
+    return df.filter(pl.Series(~bad_any))
+
+
+def side_features(
+    users_file: Path, movies_file: Path, variant: _Variant, report: BadRowReport, max_rows: int | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The user and movie files -> the columns joined to each rating (one row per id, the first):
+    ``user_id, gender, age, occupation, zip`` and ``movie_id, genre, year``."""
+    users = _dedupe(_read(users_file, variant.users, report, max_rows), "user_id").select(
+        pl.col("user_id").cast(pl.Int64),
+        *(pl.col(c).cast(pl.String) for c in ("gender", "age", "occupation", "zip")),
+    )
+    movies = _dedupe(_read(movies_file, variant.movies, report, max_rows), "movie_id")
+    return users, _movie_features(movies, variant)
 
 
 def _read(path: Path, layout: TextLayout, report: BadRowReport, max_rows: int | None) -> pl.DataFrame:

@@ -292,8 +292,14 @@ class TabularFileDataModule(TabularDataModule):
         cols += [c for c in (self.history_timestamps, self.time) if c and c not in cols]
         return cols
 
-    def _layout(self, path: Path, header: list[str], separator: str, text: bool) -> TextLayout:
-        missing = [c for c in self._needed() if c not in header]
+    def _layout(
+        self, path: Path, header: list[str], separator: str, text: bool, optional_labels: bool = False
+    ) -> TextLayout:
+        labels = list(self.labels.values())
+        if optional_labels and not any(c in header for c in labels):
+            labels = []  # a file to score without its labels
+        needed = [c for c in self._needed() if c in labels or c not in self.labels.values()]
+        missing = [c for c in needed if c not in header]
         if missing:
             raise DataError(
                 f"{path}: the columns {missing} declared in the data config are not in the file, whose "
@@ -303,23 +309,24 @@ class TabularFileDataModule(TabularDataModule):
         dupes = sorted({h for h in header if header.count(h) > 1})
         if dupes:
             raise DataError(f"{path}: the header names {dupes} more than once.")
-        labels = list(self.labels.values())
         return TextLayout(
             name=f"tabular {'text (separator ' + repr(separator) + ', with a header)' if text else 'parquet'}",
             separator=separator,
             columns=tuple(header),
-            read=tuple(self._needed()),
+            read=tuple(needed),
             numeric=frozenset(self.numeric_columns),
-            label=labels[0],
+            label=labels[0] if labels else None,
             header=text,
             extra_labels=frozenset(labels[1:]),
         )
 
-    def sources(self, files: list[Path]) -> list[Source]:
+    def sources(self, files: list[Path], optional_labels: bool = False) -> list[Source]:
         out = []
         for f in files:
             if _is_parquet(f):
-                out.append(Source(f, self._layout(f, parquet_columns(f), ",", text=False), "parquet"))
+                out.append(
+                    Source(f, self._layout(f, parquet_columns(f), ",", False, optional_labels), "parquet")
+                )
                 continue
             line = first_line(f)
             if not line.strip():
@@ -331,8 +338,12 @@ class TabularFileDataModule(TabularDataModule):
                 name = f.name.lower().removesuffix(".gz")
                 sep = "\t" if name.endswith((".tsv", ".tab")) or "\t" in line else ","
             header = [h.strip().strip('"') for h in line.split(sep)]
-            out.append(Source(f, self._layout(f, header, sep, text=True)))
+            out.append(Source(f, self._layout(f, header, sep, True, optional_labels)))
         return out
+
+    def serving_source(self, path: Path) -> Source:
+        """A file to score: read as in training; one with none of the label columns gives unlabelled rows."""
+        return self.sources([path], optional_labels=True)[0]
 
     # -- splits --------------------------------------------------------------------------------
     def fixed_splits(self, sources: list[Source]) -> list[int]:

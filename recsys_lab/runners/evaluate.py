@@ -4,10 +4,13 @@ Rows come from the data config given (``data=...``; the training run's by defaul
 encoded with the TRAINING run's preprocessing:
 
 - the training data itself (same files, same preprocessing config): its cached splits;
-- other raw files of a tabular dataset (Criteo, Avazu): streamed through
+- other raw files of a tabular dataset (Criteo, Avazu, ``data=tabular``): streamed through
   :func:`~recsys_lab.data.preprocess.encode.encode_blocks` with the run's vocabularies and
   transforms — either every row of ``data.path`` (``rows=all``, e.g. the next day's log) or the
   rows the data config's split rules assign to each evaluated split;
+- a file of MovieLens ratings (``data.path=<ratings file>``, in the training layout): every row,
+  streamed through :class:`~recsys_lab.data.preprocess.encode.MovieLensEncoder` (histories from
+  the training data, as recsys-predict builds them), reported as ``test/*``;
 - generated data (synthetic configs): its splits, when its schema is the run's.
 
 The run folder (``runs/eval/<time>/``) gets ``config.yaml`` and ``metrics.json`` with the keys of
@@ -34,8 +37,9 @@ from torch.utils.data import DataLoader, IterableDataset
 from recsys_lab.data.batch import Batch
 from recsys_lab.data.cached import CachedDataModule, TabularDataModule
 from recsys_lab.data.datamodule import DataModule
+from recsys_lab.data.movielens import MovieLensDataModule
 from recsys_lab.data.preprocess.badrows import BadRowReport
-from recsys_lab.data.preprocess.encode import EncodedBlock, TabularEncoder, encode_blocks
+from recsys_lab.data.preprocess.encode import EncodedBlock, MovieLensEncoder, TabularEncoder, encode_blocks
 from recsys_lab.data.preprocess.errors import DataError
 from recsys_lab.data.preprocess.split import SPLITS
 from recsys_lab.runners import stage
@@ -73,6 +77,15 @@ def eval_data_config(cfg: DictConfig, run: TrainedRun) -> DictConfig:
         return given
     merged = OmegaConf.merge(run.cfg.data, given or {})
     assert isinstance(merged, DictConfig)
+    if (
+        given
+        and "path" in given
+        and merged.get("split") == "files"
+        and Path(str(given.path)).expanduser().is_file()
+    ):
+        merged.split = (
+            "random"  # one file (rows=all): the run's split=files needs a folder of train/valid/test
+        )
     return merged
 
 
@@ -131,7 +144,7 @@ def plan(cfg: DictConfig, run: TrainedRun, data_cfg: DictConfig) -> tuple[DataMo
                 ev.loaders[s] = _split_loader(data, s)
             ev.info["eval/encoding"] = "training cache"
             return data, ev
-        encoder = TabularEncoder(trained.spec(), trained.cache_path)
+        encoder = TabularEncoder(trained.spec(), trained.cache_path, trained.max_history())
         sources = data.sources(files)
         rules = data.split_rules(sources) if rows == "splits" else None
         targets = splits if rows == "splits" else ["test"]
@@ -149,6 +162,31 @@ def plan(cfg: DictConfig, run: TrainedRun, data_cfg: DictConfig) -> tuple[DataMo
             ev.loaders[s] = _loader(_BlockBatches(blocks, int(cfg.batch_size)))
             ev.reports.append((report, data.max_bad_fraction))
         ev.info["eval/encoding"] = "training vocabularies"
+        return data, ev
+    if (
+        isinstance(data, MovieLensDataModule)
+        and isinstance(trained, MovieLensDataModule)
+        and data.path.is_file()
+    ):
+        if rows == "splits":
+            raise ValueError(
+                f"data.path={data.path} is a file of ratings: its rows are evaluated all together (rows=all); "
+                "the split of a MovieLens folder is evaluated from that folder."
+            )
+        encoder = MovieLensEncoder(trained)
+        if "rating" not in encoder.layout(data.path).read:
+            raise DataError(
+                f"{data.path} has no rating column: recsys-eval needs labelled rows (recsys-predict scores these)."
+            )
+        report = BadRowReport(data.name)
+        ev.loaders["test"] = _loader(
+            _BlockBatches(
+                lambda: encoder.blocks(data.path, report, max_lines=data.max_rows_per_file),
+                int(cfg.batch_size),
+            )
+        )
+        ev.reports.append((report, data.max_bad_fraction))
+        ev.info = {"eval/rows": "all", "eval/files": str(data.path), "eval/encoding": "training vocabularies"}
         return data, ev
     if rows == "all":
         raise ValueError(

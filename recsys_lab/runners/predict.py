@@ -1,17 +1,29 @@
 """``recsys-predict`` / ``python -m recsys_lab.predict``: click probabilities for raw rows.
 
-The input file is in the training data's raw format (Criteo TSV or CSV, Avazu CSV; with or without
-the label column). It is read in blocks of ``block_bytes`` by the training readers, each block's
-good rows encoded with the run's vocabularies and transforms
-(:mod:`recsys_lab.data.preprocess.encode`) and scored in batches, and the block appended to the
-Parquet output — memory stays at about one block whatever the file size.
+The input file is in the training data's raw format, with or without the label column(s):
+
+- Criteo TSV or CSV, Avazu CSV;
+- ``data=tabular`` files (CSV, TSV, parquet) with their categorical, numeric, multi-valued and
+  history columns (:class:`~recsys_lab.data.preprocess.encode.TabularEncoder`);
+- MovieLens ratings in the training run's layout — ml-100k ``u.data``, ml-1m ``ratings.dat``,
+  RecBole ``.inter`` — or just ``user, movie, timestamp``
+  (:class:`~recsys_lab.data.preprocess.encode.MovieLensEncoder`). Each row's history is its user's
+  ratings in the TRAINING data strictly before the row's timestamp (training's rule), the latest
+  ``max_history``; the input's own rows never enter a history.
+
+It is read in blocks of ``block_bytes`` by the training readers, each block's good rows encoded
+with the run's vocabularies and transforms (:mod:`recsys_lab.data.preprocess.encode`) and scored
+in batches, and the block appended to the Parquet output — memory stays at about one block
+whatever the file size (plus, for MovieLens, the training run's user and movie tables and an index
+of its events).
 
 The output has one row per input line (the header excluded), in input order:
 
 ==========  =======  ===================================================================
 column      type     meaning
 ==========  =======  ===================================================================
-``line``    int64    the physical line number in the input (1-based; a header is line 1)
+``line``    int64    the physical line number in the input (1-based; a header is line 1; the
+                     row number of a parquet input)
 ``id``      string   the row's id, for inputs that have one (Avazu's ``id``)
 ``score``   float32  the click probability; null when the row is malformed
 ``error``   string   why the row was not scored (``reason: detail``); null otherwise
@@ -26,6 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +50,15 @@ import torch
 from omegaconf import DictConfig
 
 from recsys_lab.data.cached import TabularDataModule
-from recsys_lab.data.preprocess.encode import EncodedBlock, RowErrors, TabularEncoder, encode_blocks
+from recsys_lab.data.movielens import MovieLensDataModule
+from recsys_lab.data.preprocess.encode import (
+    EncodedBlock,
+    MovieLensEncoder,
+    RowErrors,
+    TabularEncoder,
+    encode_blocks,
+)
 from recsys_lab.data.preprocess.errors import DataError
-from recsys_lab.data.schema import FeatureKind
 from recsys_lab.models.base import CTRModel
 from recsys_lab.runners import stage
 from recsys_lab.runners.common import load_trained
@@ -94,18 +113,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     started = time.perf_counter()
     run = load_trained(cfg.ckpt_path)
     data = run.data
-    if not isinstance(data, TabularDataModule):
+    if not isinstance(data, TabularDataModule | MovieLensDataModule):
         raise DataError(
-            f"recsys-predict reads raw rows of a tabular click log (Criteo, Avazu); {run.ckpt_path} was trained on "
-            f"{data.name} data. Use recsys-eval for its splits, or recsys-export to serve the model on encoded inputs."
-        )
-    unsupported = [
-        f.name for f in data.schema.features if f.kind in (FeatureKind.MULTI_VALUED, FeatureKind.SEQUENCE)
-    ]
-    if unsupported:
-        raise DataError(
-            f"recsys-predict cannot yet encode multi-valued or history columns ({', '.join(unsupported)}) of "
-            f"{run.ckpt_path}'s data. Score the run's splits with recsys-eval, or train without those columns."
+            f"recsys-predict reads raw rows in a training data's format (Criteo, Avazu, data=tabular files, MovieLens "
+            f"ratings); {run.ckpt_path} was trained on {data.name} data. Use recsys-eval for its splits, or "
+            "recsys-export to serve the model on encoded inputs."
         )
     path = Path(str(cfg.input)).expanduser()
     if not path.is_file():
@@ -114,21 +126,26 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     if output.suffix != ".parquet":
         raise ValueError(f"output={cfg.output} must end in .parquet (the output is a Parquet table).")
     output.parent.mkdir(parents=True, exist_ok=True)
-    source = data.serving_source(path)
-    with_id = ID_COLUMN in source.layout.columns
-    encoder = TabularEncoder(data.spec(), data.cache_path)  # type: ignore[arg-type]
     report = RowErrors(data.name)
+    block_bytes = int(cfg.block_bytes)
+    blocks: Iterator[EncodedBlock]
+    if isinstance(data, MovieLensDataModule):
+        movielens = MovieLensEncoder(data)
+        layout = movielens.layout(path)
+        with_id = False
+        blocks = movielens.blocks(path, report, block_bytes)
+    else:
+        source = data.serving_source(path)
+        layout = source.layout
+        with_id = ID_COLUMN in layout.columns
+        encoder = TabularEncoder(data.spec(), data.cache_path, data.max_history())  # type: ignore[arg-type]
+        blocks = encode_blocks(
+            encoder, source, report, block_bytes=block_bytes, id_column=ID_COLUMN if with_id else None
+        )
     tmp = output.with_name(f".{output.name}.tmp")
     rows = scored = 0
     writer: pq.ParquetWriter | None = None
     try:
-        blocks = encode_blocks(
-            encoder,
-            source,
-            report,
-            block_bytes=int(cfg.block_bytes),
-            id_column=ID_COLUMN if with_id else None,
-        )
         for block in blocks:
             table = block_table(block, score(run.model, block, int(cfg.batch_size)), with_id)
             if writer is None:
@@ -138,7 +155,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             scored += len(block.rows)
         if writer is None:  # no data lines at all
             raise DataError(
-                f"input={path} has no rows to score{' after its header' if source.layout.header else ''}."
+                f"input={path} has no rows to score{' after its header' if layout.header else ''}."
             )
         writer.close()
         writer = None
@@ -152,7 +169,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         "ckpt_path": str(run.ckpt_path),
         "input": str(path),
         "output": str(output),
-        "layout": source.layout.name,
+        "layout": layout.name,
         "rows": rows,
         "scored": scored,
         "bad_rows": report.to_dict(),

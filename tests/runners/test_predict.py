@@ -1,5 +1,6 @@
 """recsys-predict: one score per input line in input order, malformed lines kept with their error,
-unseen values on the OOV row, streaming in blocks, unlabelled Criteo and Avazu files."""
+unseen values on the OOV row, streaming in blocks, unlabelled Criteo and Avazu files (tabular
+files with list columns: test_predict_lists.py; MovieLens: test_predict_movielens.py)."""
 
 from __future__ import annotations
 
@@ -153,12 +154,12 @@ def test_avazu_eval_on_a_new_file_has_gauc(avazu_run, tmp_path):
 
 def test_a_run_on_synthetic_data_is_refused_clearly(tmp_path):
     _, ckpt = train_tiny(tmp_path / "syn", "model=dnn", "trainer.limit_train_batches=2", "test=false")
-    with pytest.raises(DataError, match="reads raw rows of a tabular click log"):
+    with pytest.raises(DataError, match=r"reads raw rows in a training data.s format"):
         _predict(tmp_path, ckpt, ["1\t2"], "x.tsv")
 
 
 @pytest.mark.usefixtures("hydra_ctx")
-def test_predict_refuses_multi_valued_and_history_columns_clearly(tmp_path):
+def test_predict_scores_the_tabular_sample_with_multi_valued_and_history_columns(tmp_path):
     from recsys_lab.runners.train import run
     from tests.conftest import compose_train
     from tests.data.rawfiles import TABULAR_SAMPLE
@@ -185,6 +186,8 @@ def test_predict_refuses_multi_valued_and_history_columns_clearly(tmp_path):
             "max_bad_fraction": None,
         }
     )
-    with pytest.raises(DataError, match="cannot yet encode multi-valued or history columns"):
-        predict(cfg)
-    assert not (tmp_path / "s.parquet").exists()
+    summary = predict(cfg)
+    out = pl.read_parquet(tmp_path / "s.parquet")
+    rows = len(TABULAR_SAMPLE.read_text().splitlines()) - 1
+    assert summary["rows"] == summary["scored"] == rows == out.height
+    assert out["line"].to_list() == list(range(2, rows + 2)) and out["score"].null_count() == 0

@@ -57,7 +57,7 @@ def read_teacher_file(path: str) -> dict[str, np.ndarray]:
     except (OSError, KeyError, ValueError) as err:
         raise ValueError(
             f"data.teacher_path={path} is not a readable logged-predictions file ({err}); it is written "
-            "by the DAS stage (recsys_lab.das)"
+            "by the DAS stage (recsys_lab.runners.das)"
         ) from err
     if len(out) < 2 or np.any(np.diff(out["log_row"]) <= 0):
         raise ValueError(f"data.teacher_path={path}: needs sorted unique log_row and at least one col_*")
@@ -131,7 +131,7 @@ class WorldDataModule(DataModule):
         batch_size, eval_batch_size: training and evaluation batch sizes.
         num_workers: DataLoader workers.
         generation_workers: processes generating the world (the data do not depend on it).
-        teacher_path: a logged-predictions file (``.npz`` written by :mod:`recsys_lab.das`: sorted
+        teacher_path: a logged-predictions file (``.npz`` written by :mod:`recsys_lab.runners.das`: sorted
             ``log_row`` plus ``col_<name>`` columns) read into ``Batch.teacher[<name>]`` of every
             batch (NaN where the file has no row); null = no ``Batch.teacher``.
     """
