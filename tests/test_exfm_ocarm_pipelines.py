@@ -106,7 +106,10 @@ def test_ocarm_pipeline_and_the_privileged_data_guard(tmp_path, monkeypatch):
     for key in ("teacher/test_auc", "naive/test_auc", "test/oracle_auc", "test/observable_auc_retention"):
         assert key in out
     distilled = yaml.safe_load((tmp_path / "pipe" / "student_distill" / "config.yaml").read_text())
-    assert distilled["data"]["teacher_path"] == out["teacher_path"] and distilled["task"]["objective"]["rep_weight"] > 0
+    assert (
+        distilled["data"]["teacher_path"] == out["teacher_path"]
+        and distilled["task"]["objective"]["rep_weight"] > 0
+    )
     # A student stage configured with privileged data fails loudly instead of training on it.
     cfg = compose_pipeline(tmp_path / "leak", "ocarm")
     cfg.pipeline.stages[2].overrides.append("data.privileged=true")
