@@ -39,7 +39,7 @@ from recsys_lab.models.base import CTRModel, MultiTaskModel
 from recsys_lab.objectives.base import Loss, Objective
 from recsys_lab.objectives.bce import BCE
 from recsys_lab.tasks.optim import PlateauDecay, RowWiseSparseAdam
-from recsys_lab.tasks.schedule import PACKED, SPARSE, STS
+from recsys_lab.tasks.schedule import PACKED, SPARSE, Schedule
 
 OptimizerFactory = Callable[..., Optimizer]
 SchedulerFactory = Callable[[Optimizer], LRScheduler]
@@ -86,7 +86,7 @@ class CTRTask(L.LightningModule):
         gauc: bool = True,
         label_weights: Mapping[str, float] | None = None,
         objective: Objective | None = None,
-        schedule: STS | None = None,
+        schedule: Schedule | None = None,
     ) -> None:
         super().__init__()
         if scheduler_interval not in ("epoch", "step"):
@@ -100,7 +100,7 @@ class CTRTask(L.LightningModule):
             )
         if schedule is not None and schedule.freezes_dense and sparse_optimizer is None:
             raise ValueError(
-                f"task.schedule.mode={schedule.mode} (model.sts) trains the embedding tables with their own "
+                f"task.schedule ({schedule!r}) trains the embedding tables with their own "
                 "optimiser: set task.sparse_optimizer (e.g. SparseAdam, the default) instead of null"
             )
         self.automatic_optimization = False

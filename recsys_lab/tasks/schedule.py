@@ -13,11 +13,28 @@ all modes, so a resumed run picks up the same schedule.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal, Protocol, get_args
 
 PACKED, SPARSE = "packed", "sparse"
 BatchKind = Literal["packed", "sparse"]
 STSMode = Literal["off", "two_stage", "alternating"]
+
+
+class Schedule(Protocol):
+    """What :class:`~recsys_lab.tasks.ctr.CTRTask` asks of a schedule."""
+
+    @property
+    def freezes_dense(self) -> bool:
+        """Whether some steps train the embedding tables alone (they need their own optimiser)."""
+        ...
+
+    def start(self, total_steps: float | None) -> None:
+        """Called when training starts with the run's number of optimiser steps (None = unknown)."""
+        ...
+
+    def batch_kind(self, step: int) -> BatchKind:
+        """``packed`` or ``sparse`` for global step ``step``."""
+        ...
 
 
 class STS:
@@ -41,12 +58,13 @@ class STS:
 
     @property
     def freezes_dense(self) -> bool:
-        """Whether some batches train the embedding tables alone (they need their own optimiser)."""
         return self.mode != "off"
 
     def start(self, total_steps: float | None) -> None:
-        """Called when training starts with the run's number of optimiser steps (None = unknown)."""
         self.total_steps = total_steps
+
+    def __repr__(self) -> str:
+        return f"STS(mode={self.mode!r}, stage1_fraction={self.stage1_fraction})"
 
     def stage1_steps(self) -> int:
         if self.total_steps is None or self.total_steps == float("inf"):
@@ -57,7 +75,6 @@ class STS:
         return round(self.stage1_fraction * float(self.total_steps))
 
     def batch_kind(self, step: int) -> BatchKind:
-        """``packed`` or ``sparse`` for global step ``step``."""
         if self.mode == "two_stage":
             return PACKED if step < self.stage1_steps() else SPARSE
         if self.mode == "alternating":
