@@ -22,6 +22,17 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return ckpt.get("state_dict", ckpt)
 
 
+def _copy_checked(target: torch.Tensor, value: torch.Tensor, name: str, advice: str) -> None:
+    """Copy a checkpoint's ``value`` into the model's ``target`` (same shape, else a clear error)."""
+    if value.shape != target.shape:
+        raise ValueError(
+            f"Cannot warm-start {name}: checkpoint shape {tuple(value.shape)} != model shape "
+            f"{tuple(target.shape)}. {advice}"
+        )
+    with torch.no_grad():
+        target.copy_(value)
+
+
 def load_embedding_tables(model: nn.Module, path: str | Path, prefix: str = "model.") -> list[str]:
     """Copy every embedding table of ``model`` from the checkpoint at ``path``.
 
@@ -46,13 +57,9 @@ def load_embedding_tables(model: nn.Module, path: str | Path, prefix: str = "mod
                     f"Checkpoint {path} has no parameter {key!r} to warm-start from; it has e.g. {tables}. "
                     "Both models must use the same embedding config (embedding=...)."
                 )
-            if source[key].shape != param.shape:
-                raise ValueError(
-                    f"Cannot warm-start {name}: checkpoint shape {tuple(source[key].shape)} != model shape "
-                    f"{tuple(param.shape)}. Use the same data and embedding config (e.g. embedding.dim)."
-                )
-            with torch.no_grad():
-                param.copy_(source[key])
+            _copy_checked(
+                param, source[key], name, "Use the same data and embedding config (e.g. embedding.dim)."
+            )
             copied.append(name)
     if not copied:
         raise ValueError(f"Model {type(model).__name__} has no embedding tables to warm-start from {path}.")
@@ -74,13 +81,7 @@ def load_model_weights(model: nn.Module, path: str | Path, prefix: str = "model.
         key = prefix + name
         if key not in source:
             continue
-        if source[key].shape != value.shape:
-            raise ValueError(
-                f"Cannot warm-start {name}: checkpoint shape {tuple(source[key].shape)} != model shape "
-                f"{tuple(value.shape)}. Use the same data, model and embedding widths."
-            )
-        with torch.no_grad():
-            value.copy_(source[key])
+        _copy_checked(value, source[key], name, "Use the same data, model and embedding widths.")
         copied.append(name)
     params = {n for n, _ in model.named_parameters()}
     if not params & set(copied):

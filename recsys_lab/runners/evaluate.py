@@ -44,7 +44,7 @@ from recsys_lab.data.preprocess.errors import DataError
 from recsys_lab.data.preprocess.split import SPLITS
 from recsys_lab.runners import stage
 from recsys_lab.runners.common import TrainedRun, load_trained
-from recsys_lab.runners.stage import CONFIG_DIR, print_metrics_table, write_json_atomic
+from recsys_lab.runners.stage import CONFIG_DIR
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ def evaluate(cfg: DictConfig) -> Metrics:
     data_cfg = eval_data_config(cfg, run)
     with open_dict(cfg):
         cfg.data = data_cfg
-    (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    stage.write_config(cfg, output_dir)
     data, ev = plan(cfg, run, data_cfg)
     trainer: L.Trainer = instantiate(
         cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False, enable_progress_bar=False
@@ -260,9 +260,9 @@ def evaluate(cfg: DictConfig) -> Metrics:
         }
     )
     metrics = {k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in metrics.items()}
-    write_json_atomic(output_dir / "metrics.json", metrics)
+    stage.write_metrics(output_dir, metrics)
     if cfg.get("print_table", True):
-        print_metrics_table(
+        stage.print_metrics_table(
             metrics, title=f"{metrics['model']} ({run.ckpt_path}) on {metrics['data']} — {output_dir}"
         )
     return metrics

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,13 +220,11 @@ def export_serving(
     if output.suffix != SUFFIXES[fmt]:
         raise ValueError(f"output={output}: a {fmt} export is written to a file ending in {SUFFIXES[fmt]}")
     example = wrapper.inputs(batch)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.stem}.tmp{output.suffix}")
-    if fmt == "torch_export":
-        torch.export.save(export_program(wrapper, example), str(tmp))
-    else:
-        export_onnx(wrapper, example, tmp)
-    os.replace(tmp, output)
+    with stage.atomic_path(output) as tmp:
+        if fmt == "torch_export":
+            torch.export.save(export_program(wrapper, example), str(tmp))
+        else:
+            export_onnx(wrapper, example, tmp)
     diff = None
     if check:
         with torch.no_grad():
