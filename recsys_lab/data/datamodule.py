@@ -50,6 +50,11 @@ def cap(value: int | None, size: str, tiny: int, fast_dev_run: int) -> int | Non
     return limit if value is None else min(value, limit)
 
 
+def train_batch_size(batch_size: int, size: str) -> int:
+    """The training batch size a loader configured with ``batch_size`` uses under ``size``."""
+    return int(cap(batch_size, size, 256, 128))  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class LoaderSpec:
     """How a datamodule serves its batches; every datamodule holds one (``datamodule.loader``),
@@ -82,7 +87,7 @@ class LoaderSpec:
         """This spec under ``data.size``: batches of at most 256 / ``eval_tiny`` rows (``tiny``)
         or 128 / 256 (``fast_dev_run``)."""
         return LoaderSpec(
-            batch_size=int(cap(self.batch_size, size, 256, 128)),  # type: ignore[arg-type]
+            batch_size=train_batch_size(self.batch_size, size),
             eval_batch_size=int(cap(self.eval_batch_size, size, eval_tiny, 256)),  # type: ignore[arg-type]
             num_workers=self.num_workers,
         )
