@@ -19,6 +19,7 @@ by hour) cut by ``split_fractions``; ``files``: BARS' pre-split files.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,7 @@ _EXPECTED = (
 )
 
 
+@dataclass(kw_only=True, eq=False)
 class AvazuDataModule(TabularDataModule):
     """Avazu click logs from the raw CSV (see the module docstring for layout, features and splits).
 
@@ -63,52 +65,22 @@ class AvazuDataModule(TabularDataModule):
     name = "avazu"
     source_url = "https://www.kaggle.com/c/avazu-ctr-prediction/data"
 
-    def __init__(
-        self,
-        path: str,
-        cache_dir: str,
-        time_features: Sequence[str] = ("hour", "weekday"),
-        user_field: str | None = "device_id",
-        hash_buckets: int | None = None,
-        split: str = "random",
-        split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-        split_seed: int = 2018,
-        split_time_boundaries: tuple[int, int] | None = None,
-        min_count: int = 2,
-        min_count_overrides: dict[str, int] | None = None,
-        max_rows_per_file: int | None = None,
-        max_bad_fraction: float = 0.001,
-        batch_size: int = 4096,
-        eval_batch_size: int = 16384,
-        shuffle_buffer: int = 1_000_000,
-        num_workers: int = 0,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            hash_buckets=hash_buckets,
-            path=path,
-            cache_dir=cache_dir,
-            split=split,
-            split_fractions=split_fractions,
-            split_seed=split_seed,
-            min_count=min_count,
-            min_count_overrides=min_count_overrides,
-            max_rows_per_file=max_rows_per_file,
-            max_bad_fraction=max_bad_fraction,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            shuffle_buffer=shuffle_buffer,
-            num_workers=num_workers,
-            seed=seed,
-        )
+    time_features: Sequence[str] = ("hour", "weekday")
+    user_field: str | None = "device_id"
+    split_time_boundaries: Sequence[int] | None = None
+    min_count: int = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        time_features, split_time_boundaries = self.time_features, self.split_time_boundaries
         unknown = [t for t in time_features if t not in TIME_FEATURES]
         if unknown or len(set(time_features)) != len(time_features):
             raise ValueError(
                 f"avazu data: time_features={list(time_features)} must be distinct names from {list(TIME_FEATURES)}"
             )
-        if user_field is not None and user_field not in ANONYMOUS:
+        if self.user_field is not None and self.user_field not in ANONYMOUS:
             raise ValueError(
-                f"avazu data: user_field={user_field!r} must be one of the categorical columns {list(ANONYMOUS)} or null"
+                f"avazu data: user_field={self.user_field!r} must be one of the categorical columns {list(ANONYMOUS)} or null"
             )
         if split_time_boundaries is not None:
             b = [int(x) for x in split_time_boundaries]
@@ -119,7 +91,6 @@ class AvazuDataModule(TabularDataModule):
                 )
             split_time_boundaries = (b[0], b[1])
         self.time_features = tuple(t for t in TIME_FEATURES if t in time_features)
-        self.user_field = user_field
         self.split_time_boundaries = split_time_boundaries
 
     # -- files ---------------------------------------------------------------------------------

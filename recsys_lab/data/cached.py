@@ -19,7 +19,8 @@ import logging
 import math
 import time
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,19 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
-import torch.distributed as dist
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from recsys_lab.data.batch import Batch, Jagged
-from recsys_lab.data.datamodule import SPLITS, DataModule, batch_loader
+from recsys_lab.data.datamodule import (
+    SPLITS,
+    DataModule,
+    DataSize,
+    EpochBatchSampler,
+    LoaderSpec,
+    cap,
+    check_size,
+)
 from recsys_lab.data.preprocess import numeric as num
 from recsys_lab.data.preprocess.badrows import BadRowReport
 from recsys_lab.data.preprocess.cache import (
@@ -73,7 +81,7 @@ EVENTS = "events"
 # ------------------------------------------------------------------------------------------------
 
 
-class WindowShuffleSampler(Sampler[Tensor]):
+class WindowShuffleSampler(EpochBatchSampler):
     """Yields int64 index tensors of one batch each, shuffled within a bounded window.
 
     With ``shuffle``, rows are cut into windows of ``buffer_size`` consecutive rows; the windows
@@ -81,7 +89,7 @@ class WindowShuffleSampler(Sampler[Tensor]):
     the loader touches, so a buffer the size of the data is a full shuffle). The order depends
     only on ``(seed, epoch)`` (Lightning calls :meth:`set_epoch`), so a resumed run sees the same
     batches. Under ``torch.distributed`` (looked up when iterating, unless given) each rank takes
-    a disjoint, equally long part of that order.
+    a disjoint, equally long part of that order (epochs and ranks as :class:`EpochBatchSampler`).
     """
 
     def __init__(
@@ -95,30 +103,10 @@ class WindowShuffleSampler(Sampler[Tensor]):
         num_replicas: int | None = None,
         rank: int | None = None,
     ) -> None:
-        if batch_size < 1 or buffer_size < 1:
-            raise ValueError(
-                f"batch_size and shuffle_buffer must be >= 1, got {batch_size} and {buffer_size}"
-            )
-        self.num_rows = num_rows
-        self.batch_size = batch_size
-        self.shuffle = shuffle
+        if buffer_size < 1:
+            raise ValueError(f"shuffle_buffer must be >= 1, got {buffer_size}")
+        super().__init__(num_rows, batch_size, shuffle, seed, drop_last, num_replicas, rank)
         self.buffer_size = buffer_size
-        self.seed = seed
-        self.drop_last = drop_last
-        self.num_replicas = num_replicas
-        self.rank = rank
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _world(self) -> tuple[int, int]:
-        active = dist.is_available() and dist.is_initialized()
-        replicas = (
-            self.num_replicas if self.num_replicas is not None else (dist.get_world_size() if active else 1)
-        )
-        rank = self.rank if self.rank is not None else (dist.get_rank() if active else 0)
-        return replicas, rank
 
     def _windows(self) -> Iterator[np.ndarray]:
         """The epoch's row order, one window at a time."""
@@ -253,8 +241,14 @@ class CachedSplit(Dataset[Batch]):
 # ------------------------------------------------------------------------------------------------
 
 
+@dataclass(kw_only=True, eq=False)
 class CachedDataModule(DataModule):
     """Base of the datamodules that read raw files through a preprocessed cache.
+
+    A dataset (Criteo, Avazu, MovieLens, your own tabular files) is a dataclass subclass that
+    declares only its own settings as fields (the ones below are inherited, never re-listed) and
+    says where its files are, what enters the cache key and how to build the cache (the hooks
+    below). Its Hydra config is flat: ``data.<field>=...`` for every field.
 
     Args:
         path: the dataset's file or folder (see each dataset's docs for the layouts).
@@ -267,66 +261,62 @@ class CachedDataModule(DataModule):
         min_count_overrides: per-field min counts, e.g. ``{C3: 20}``.
         max_rows_per_file: read at most this many data lines of each file (quick runs; None = all).
         max_bad_fraction: stop with an error above this share of malformed rows.
-        batch_size, eval_batch_size: rows per training / evaluation batch.
+        batch_size, eval_batch_size, num_workers: the :class:`~recsys_lab.data.datamodule.LoaderSpec`.
         shuffle_buffer: training rows are shuffled within windows of this many rows.
-        num_workers: DataLoader worker processes (0 = load in the training process).
         seed: seeds the training shuffle (with the epoch).
+        size: ``tiny`` reads at most 20k lines per file, batches of at most 256/1024 rows and
+            shuffle windows of 10k; ``fast_dev_run`` 2k lines, 128/256 and 2k (``full``: as given).
     """
 
     name = "cached"
     #: where the dataset is published (quoted when its files are missing).
     source_url = ""
 
-    def __init__(
-        self,
-        path: str,
-        cache_dir: str,
-        split: str = "random",
-        split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-        split_seed: int = 2018,
-        min_count: int = 1,
-        min_count_overrides: dict[str, int] | None = None,
-        max_rows_per_file: int | None = None,
-        max_bad_fraction: float = 0.001,
-        batch_size: int = 4096,
-        eval_batch_size: int = 16384,
-        shuffle_buffer: int = 1_000_000,
-        num_workers: int = 0,
-        seed: int = 0,
-    ) -> None:
-        for arg, value, low in (
-            ("batch_size", batch_size, 1),
-            ("eval_batch_size", eval_batch_size, 1),
-            ("shuffle_buffer", shuffle_buffer, 1),
-            ("num_workers", num_workers, 0),
-            ("min_count", min_count, 1),
-        ):
+    path: Path | str
+    cache_dir: Path | str
+    split: str = "random"
+    split_fractions: Sequence[float] = (0.8, 0.1, 0.1)
+    split_seed: int = 2018
+    min_count: int = 1
+    min_count_overrides: Mapping[str, int] | None = None
+    max_rows_per_file: int | None = None
+    max_bad_fraction: float = 0.001
+    batch_size: int = 4096
+    eval_batch_size: int = 16384
+    shuffle_buffer: int = 1_000_000
+    num_workers: int = 0
+    seed: int = 0
+    size: DataSize = "full"
+
+    def __post_init__(self) -> None:
+        check_size(self.size, f"{self.name} data")
+        self.loader = LoaderSpec(self.batch_size, self.eval_batch_size, self.num_workers).sized(self.size)
+        self.batch_size, self.eval_batch_size = self.loader.batch_size, self.loader.eval_batch_size
+        self.max_rows_per_file = cap(self.max_rows_per_file, self.size, 20_000, 2_000)
+        self.shuffle_buffer = int(cap(self.shuffle_buffer, self.size, 10_000, 2_000))  # type: ignore[arg-type]
+        for arg, value, low in (("shuffle_buffer", self.shuffle_buffer, 1), ("min_count", self.min_count, 1)):
             if value < low:
                 raise ValueError(f"{self.name} data: {arg}={value!r} must be >= {low}")
-        if max_rows_per_file is not None and max_rows_per_file < 1:
+        if self.max_rows_per_file is not None and self.max_rows_per_file < 1:
             raise ValueError(
-                f"{self.name} data: max_rows_per_file={max_rows_per_file!r} must be >= 1 or null"
+                f"{self.name} data: max_rows_per_file={self.max_rows_per_file!r} must be >= 1 or null"
             )
-        if not 0 <= max_bad_fraction <= 1:
-            raise ValueError(f"{self.name} data: max_bad_fraction={max_bad_fraction!r} must be in [0, 1]")
-        if split not in self.split_kinds():
+        if not 0 <= self.max_bad_fraction <= 1:
             raise ValueError(
-                f"{self.name} data: split={split!r} is unknown; use one of {list(self.split_kinds())}"
+                f"{self.name} data: max_bad_fraction={self.max_bad_fraction!r} must be in [0, 1]"
             )
-        self.path = Path(str(path)).expanduser()
-        self.cache_dir = Path(str(cache_dir)).expanduser()
-        self.split = split
-        self.split_fractions = check_fractions(split_fractions)
-        self.split_seed = int(split_seed)
-        self.min_count = int(min_count)
-        self.min_count_overrides = {str(k): int(v) for k, v in (min_count_overrides or {}).items()}
-        self.max_rows_per_file = max_rows_per_file
-        self.max_bad_fraction = float(max_bad_fraction)
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.shuffle_buffer = shuffle_buffer
-        self.num_workers = num_workers
-        self.seed = int(seed)
+        if self.split not in self.split_kinds():
+            raise ValueError(
+                f"{self.name} data: split={self.split!r} is unknown; use one of {list(self.split_kinds())}"
+            )
+        self.path = Path(str(self.path)).expanduser()
+        self.cache_dir = Path(str(self.cache_dir)).expanduser()
+        self.split_fractions = check_fractions(self.split_fractions)
+        self.split_seed = int(self.split_seed)
+        self.min_count = int(self.min_count)
+        self.min_count_overrides = {str(k): int(v) for k, v in (self.min_count_overrides or {}).items()}
+        self.max_bad_fraction = float(self.max_bad_fraction)
+        self.seed = int(self.seed)
         self.cache_path: Path | None = None
         self.manifest: dict[str, Any] = {}
         self._schema: Schema | None = None
@@ -354,8 +344,8 @@ class CachedDataModule(DataModule):
         """Write the cache's arrays, schema, vocabularies into ``out``; return the manifest's
         ``rows`` (per split) and any other summary."""
 
-    def max_history(self) -> int | None:
-        """History events kept per sample (datasets with history)."""
+    def history_limit(self) -> int | None:
+        """History events kept per sample (datasets with history; None = all)."""
         return None
 
     def common_config(self) -> dict[str, Any]:
@@ -417,7 +407,7 @@ class CachedDataModule(DataModule):
         manifest, schema = check_cache(folder, self.name, self.preprocess_config(), self.expected_features())
         self.cache_path, self.manifest, self._schema = folder, manifest, schema
         self._splits = {
-            s: CachedSplit(folder, s, int(manifest["rows"][s]), schema, self.max_history()) for s in SPLITS
+            s: CachedSplit(folder, s, int(manifest["rows"][s]), schema, self.history_limit()) for s in SPLITS
         }
 
     def find_cache(self) -> Path | None:
@@ -474,23 +464,24 @@ class CachedDataModule(DataModule):
         return self._splits[split]
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+        return self._loader("train", train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
+        return self._loader("val", train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
+        return self._loader("test", train=False)
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, train: bool) -> DataLoader:
         data = self.split_data(split)
         if len(data) == 0:
             raise ValueError(
                 f"{self.name} data: the {split} split is empty (rows per split: {self.manifest['rows']}). "
                 "Use more rows (data.max_rows_per_file) or other data.split / data.split_fractions."
             )
-        sampler = WindowShuffleSampler(len(data), batch_size, shuffle, self.shuffle_buffer, seed=self.seed)
-        return batch_loader(data, sampler, self.num_workers)
+        batch_size = self.loader.batches(train)
+        sampler = WindowShuffleSampler(len(data), batch_size, train, self.shuffle_buffer, seed=self.seed)
+        return self.loader.build(data, sampler)
 
     # -- helpers for subclasses ----------------------------------------------------------------
     @staticmethod
@@ -514,6 +505,7 @@ def require_path(module: CachedDataModule, expected: str) -> Path:
 # ------------------------------------------------------------------------------------------------
 
 
+@dataclass(kw_only=True, eq=False)
 class TabularDataModule(CachedDataModule):
     """Base of the tabular click logs preprocessed by :class:`TabularPreprocessor` in one stream.
 
@@ -525,23 +517,20 @@ class TabularDataModule(CachedDataModule):
             counting (bounded memory for huge vocabularies such as Criteo 1TB's); None = exact.
     """
 
-    def __init__(
-        self,
-        *,
-        numeric: str = "log_squared",
-        num_quantiles: int = 16,
-        hash_buckets: int | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        num.check_transform(numeric)
-        if num_quantiles < 2:
-            raise ValueError(f"{self.name} data: num_quantiles={num_quantiles!r} must be >= 2")
-        if hash_buckets is not None and not 2 <= hash_buckets <= 1 << 26:
-            raise ValueError(f"{self.name} data: hash_buckets={hash_buckets!r} must be in [2, 2^26] or null")
-        self.numeric = numeric
-        self.num_quantiles = int(num_quantiles)
-        self.hash_buckets = hash_buckets
+    numeric: str = "log_squared"
+    num_quantiles: int = 16
+    hash_buckets: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        num.check_transform(self.numeric)
+        if self.num_quantiles < 2:
+            raise ValueError(f"{self.name} data: num_quantiles={self.num_quantiles!r} must be >= 2")
+        if self.hash_buckets is not None and not 2 <= self.hash_buckets <= 1 << 26:
+            raise ValueError(
+                f"{self.name} data: hash_buckets={self.hash_buckets!r} must be in [2, 2^26] or null"
+            )
+        self.num_quantiles = int(self.num_quantiles)
 
     @abstractmethod
     def spec(self) -> TabularSpec:

@@ -22,6 +22,7 @@ one file the rows (in time order) are cut by ``split_fractions``; ``files``: BAR
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from recsys_lab.data.cached import TabularDataModule, require_path
@@ -52,6 +53,7 @@ _EXPECTED = (
 )
 
 
+@dataclass(kw_only=True, eq=False)
 class CriteoDataModule(TabularDataModule):
     """Criteo click logs from their raw files (see the module docstring for layouts and splits).
 
@@ -67,45 +69,7 @@ class CriteoDataModule(TabularDataModule):
         "https://huggingface.co/datasets/criteo/CriteoClickLogs)"
     )
 
-    def __init__(
-        self,
-        path: str,
-        cache_dir: str,
-        numeric: str = "log_squared",
-        num_quantiles: int = 16,
-        hash_buckets: int | None = None,
-        split: str = "random",
-        split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-        split_seed: int = 2018,
-        min_count: int = 10,
-        min_count_overrides: dict[str, int] | None = None,
-        max_rows_per_file: int | None = None,
-        max_bad_fraction: float = 0.001,
-        batch_size: int = 4096,
-        eval_batch_size: int = 16384,
-        shuffle_buffer: int = 1_000_000,
-        num_workers: int = 0,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            numeric=numeric,
-            num_quantiles=num_quantiles,
-            hash_buckets=hash_buckets,
-            path=path,
-            cache_dir=cache_dir,
-            split=split,
-            split_fractions=split_fractions,
-            split_seed=split_seed,
-            min_count=min_count,
-            min_count_overrides=min_count_overrides,
-            max_rows_per_file=max_rows_per_file,
-            max_bad_fraction=max_bad_fraction,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            shuffle_buffer=shuffle_buffer,
-            num_workers=num_workers,
-            seed=seed,
-        )
+    min_count: int = 10
 
     # -- files ---------------------------------------------------------------------------------
     def input_files(self) -> list[Path]:

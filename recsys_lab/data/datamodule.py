@@ -15,7 +15,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -27,6 +27,95 @@ from recsys_lab.data.schema import Schema
 
 SPLITS = ("train", "val", "test")
 T = TypeVar("T")
+
+DataSize = Literal["full", "tiny", "fast_dev_run"]
+SIZES: tuple[str, ...] = ("full", "tiny", "fast_dev_run")
+"""``data.size``: ``full`` (the config as written), ``tiny`` (CI-sized: one epoch in seconds) or
+``fast_dev_run`` (one small batch per split). ``debug=tiny`` / ``debug=fast_dev_run`` set it."""
+
+
+def check_size(size: str, where: str) -> str:
+    """``size`` if it is one of :data:`SIZES`, else a ValueError naming ``where``."""
+    if size not in SIZES:
+        raise ValueError(f"{where}: size={size!r} is unknown; use one of {list(SIZES)} (data.size)")
+    return size
+
+
+def cap(value: int | None, size: str, tiny: int, fast_dev_run: int) -> int | None:
+    """``value`` capped at the ``tiny`` / ``fast_dev_run`` limit of ``size`` (None, unbounded,
+    becomes the limit); ``full`` keeps it. Smaller values set by the user stay."""
+    limit = {"tiny": tiny, "fast_dev_run": fast_dev_run}.get(size)
+    if limit is None:
+        return value
+    return limit if value is None else min(value, limit)
+
+
+def train_batch_size(batch_size: int, size: str) -> int:
+    """The training batch size a loader configured with ``batch_size`` uses under ``size``."""
+    return int(cap(batch_size, size, 256, 128))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class LoaderSpec:
+    """How a datamodule serves its batches; every datamodule holds one (``datamodule.loader``),
+    fed by the config keys ``data.batch_size``, ``data.eval_batch_size`` and ``data.num_workers``.
+
+    Training batches are shuffled (each datamodule's sampler says how: by rows, windows or days,
+    always seeded by ``(seed, epoch)``); validation and test batches come in order. Batches are
+    cut whole by the dataset (no per-sample collate); workers persist across epochs.
+
+    Attributes:
+        batch_size: training batch size (per rank under DDP).
+        eval_batch_size: validation / test batch size.
+        num_workers: DataLoader worker processes (0 = in the main process, usually fastest here).
+    """
+
+    batch_size: int
+    eval_batch_size: int
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        for key, value, low in (
+            ("batch_size", self.batch_size, 1),
+            ("eval_batch_size", self.eval_batch_size, 1),
+            ("num_workers", self.num_workers, 0),
+        ):
+            if value < low:
+                raise ValueError(f"data loader: {key}={value!r} must be >= {low} (data.{key})")
+
+    def sized(self, size: str, eval_tiny: int = 1024) -> LoaderSpec:
+        """This spec under ``data.size``: batches of at most 256 / ``eval_tiny`` rows (``tiny``)
+        or 128 / 256 (``fast_dev_run``)."""
+        return LoaderSpec(
+            batch_size=train_batch_size(self.batch_size, size),
+            eval_batch_size=int(cap(self.eval_batch_size, size, eval_tiny, 256)),  # type: ignore[arg-type]
+            num_workers=self.num_workers,
+        )
+
+    def batches(self, train: bool) -> int:
+        """The batch size of training (``train``) or evaluation batches."""
+        return self.batch_size if train else self.eval_batch_size
+
+    def build(self, dataset: Dataset[Any], sampler: Sampler[Any]) -> ResumableLoader:
+        """The loader of ``dataset`` in ``sampler``'s batches (see :func:`batch_loader`)."""
+        return batch_loader(dataset, sampler, self.num_workers)
+
+    def table(self, table: TableSplit, train: bool, seed: int = 0) -> DataLoader:
+        """Batches of ``table``: shuffled by ``(seed, epoch)`` when ``train``, else in order."""
+        return table_loader(
+            table, self.batches(train), shuffle=train, seed=seed, num_workers=self.num_workers
+        )
+
+
+def world_and_rank(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    """``(num_replicas, rank)``: the given ones, else the ``torch.distributed`` process group's at
+    call time (1 and 0 without one)."""
+    active = dist.is_available() and dist.is_initialized()
+    replicas = num_replicas if num_replicas is not None else (dist.get_world_size() if active else 1)
+    rank = rank if rank is not None else (dist.get_rank() if active else 0)
+    if not 0 <= rank < replicas:
+        raise ValueError(f"rank must be in [0, {replicas}), got {rank}")
+    return replicas, rank
 
 
 @dataclass
@@ -99,15 +188,7 @@ class EpochBatchSampler(Sampler[Tensor]):
         self.epoch = epoch
 
     def _world(self) -> tuple[int, int]:
-        """(num_replicas, rank): the explicit ones, else the process group's at call time."""
-        active = dist.is_available() and dist.is_initialized()
-        replicas = (
-            self.num_replicas if self.num_replicas is not None else (dist.get_world_size() if active else 1)
-        )
-        rank = self.rank if self.rank is not None else (dist.get_rank() if active else 0)
-        if not 0 <= rank < replicas:
-            raise ValueError(f"rank must be in [0, {replicas}), got {rank}")
-        return replicas, rank
+        return world_and_rank(self.num_replicas, self.rank)
 
     def _rows(self) -> Tensor:
         if self.shuffle:
@@ -233,9 +314,15 @@ def table_loader(
 
 
 class DataModule(ABC):
-    """Base class of every datamodule (plain Python; no Lightning)."""
+    """Base class of every datamodule (plain Python; no Lightning).
+
+    Every datamodule holds a :class:`LoaderSpec` (``loader``: batch sizes, workers) and a
+    ``size`` (:data:`SIZES`) that caps its rows and batches for debug runs.
+    """
 
     name: str = "data"
+    loader: LoaderSpec
+    size: str = "full"
 
     @property
     @abstractmethod

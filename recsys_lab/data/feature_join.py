@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from recsys_lab.data.batch import Batch
-from recsys_lab.data.datamodule import SPLITS, DataModule, batch_loader
+from recsys_lab.data.datamodule import SPLITS, DataModule, DataSize, LoaderSpec, check_size
 from recsys_lab.data.schema import Feature, FeatureKind, Schema
 
 
@@ -52,10 +52,22 @@ class ColumnJoinDataModule(DataModule):
     ``[rows of split, K]`` array per split, row r for the split's r-th sample); this class checks
     them against the wrapped data, extends the schema with numeric features and wraps ``inner``'s
     loaders, so batches keep the inner samplers' order, shuffling and resume behaviour.
+
+    Its loader spec and size are the wrapped data's (the config passes ``data.size`` on to
+    ``data.inner.size``; ``size`` here must agree with it).
     """
 
-    def __init__(self, inner: DataModule) -> None:
+    def __init__(self, inner: DataModule, size: DataSize = "full") -> None:
+        where = type(self).__name__
+        check_size(size, where)
+        inner_size = getattr(inner, "size", "full")
+        if inner_size != size:
+            raise ValueError(
+                f"{where}: data.size={size!r} but the wrapped data has size={inner_size!r}; set "
+                "data.size only (the config passes it on to data.inner.size)"
+            )
         self.inner = inner
+        self.size = size
         self.names: list[str] = []
         self._columns: dict[str, np.ndarray] = {}
         self._schema: Schema | None = None
@@ -71,6 +83,10 @@ class ColumnJoinDataModule(DataModule):
     @abstractmethod
     def load_columns(self) -> tuple[list[str], dict[str, np.ndarray]]:
         """Column names and, per split, a float array ``[rows of split, K]``."""
+
+    @property
+    def loader(self) -> LoaderSpec:  # type: ignore[override]
+        return self.inner.loader
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -117,7 +133,7 @@ class ColumnJoinDataModule(DataModule):
                 f"{type(self).__name__}: the {split} split has {rows} rows but the joined columns have "
                 f"{columns.shape[0]}; {self.mismatch_hint}"
             )
-        return batch_loader(_JoinedDataset(loader.dataset, columns), loader.sampler, loader.num_workers)
+        return self.loader.build(_JoinedDataset(loader.dataset, columns), loader.sampler)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
@@ -143,6 +159,7 @@ class FeatureJoinDataModule(ColumnJoinDataModule):
             tensors, as every datamodule of this project does).
         features_dir: directory with ``<prefix>_<split>.npy`` and ``<prefix>.json``; null = none.
         prefix: file name prefix of the feature files.
+        size: ``data.size`` (see :class:`ColumnJoinDataModule`).
     """
 
     mismatch_hint = (
@@ -151,9 +168,13 @@ class FeatureJoinDataModule(ColumnJoinDataModule):
     )
 
     def __init__(
-        self, inner: DataModule, features_dir: str | None = None, prefix: str = "lum_features"
+        self,
+        inner: DataModule,
+        features_dir: str | None = None,
+        prefix: str = "lum_features",
+        size: DataSize = "full",
     ) -> None:
-        super().__init__(inner)
+        super().__init__(inner, size)
         self.features_dir = None if features_dir is None else Path(features_dir)
         self.prefix = prefix
 

@@ -169,6 +169,7 @@ def recbole_variant(folder: Path, stem: str) -> _Variant:
     return _Variant(f"{RECBOLE}:{stem}", *layouts, (f"{stem}.inter", f"{stem}.user", f"{stem}.item"))
 
 
+@dataclass(kw_only=True, eq=False)
 class MovieLensDataModule(CachedDataModule):
     """MovieLens ml-100k / ml-1m as CTR data with histories (see the module docstring).
 
@@ -181,58 +182,27 @@ class MovieLensDataModule(CachedDataModule):
     name = "movielens"
     source_url = "https://grouplens.org/datasets/movielens/ (ml-100k.zip, ml-1m.zip)"
 
-    def __init__(
-        self,
-        path: str,
-        cache_dir: str,
-        variant: str = "auto",
-        click_threshold: float = 4.0,
-        max_history: int | None = 50,
-        split: str = "time",
-        split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-        split_seed: int = 2018,
-        min_count: int = 1,
-        min_count_overrides: dict[str, int] | None = None,
-        max_rows_per_file: int | None = None,
-        max_bad_fraction: float = 0.001,
-        batch_size: int = 4096,
-        eval_batch_size: int = 16384,
-        shuffle_buffer: int = 1_000_000,
-        num_workers: int = 0,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            path=path,
-            cache_dir=cache_dir,
-            split=split,
-            split_fractions=split_fractions,
-            split_seed=split_seed,
-            min_count=min_count,
-            min_count_overrides=min_count_overrides,
-            max_rows_per_file=max_rows_per_file,
-            max_bad_fraction=max_bad_fraction,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            shuffle_buffer=shuffle_buffer,
-            num_workers=num_workers,
-            seed=seed,
-        )
-        if variant not in ("auto", *VARIANTS, RECBOLE):
+    variant: str = "auto"
+    click_threshold: float = 4.0
+    max_history: int | None = 50
+    split: str = "time"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.variant not in ("auto", *VARIANTS, RECBOLE):
             raise ValueError(
-                f"movielens data: variant={variant!r} is unknown; use auto, {', '.join(VARIANTS)}, {RECBOLE}"
+                f"movielens data: variant={self.variant!r} is unknown; use auto, {', '.join(VARIANTS)}, {RECBOLE}"
             )
-        if max_history is not None and max_history < 0:
-            raise ValueError(f"movielens data: max_history={max_history!r} must be >= 0 or null")
-        self.variant = variant
-        self.click_threshold = float(click_threshold)
-        self._max_history = max_history
+        if self.max_history is not None and self.max_history < 0:
+            raise ValueError(f"movielens data: max_history={self.max_history!r} must be >= 0 or null")
+        self.click_threshold = float(self.click_threshold)
 
     @classmethod
     def split_kinds(cls) -> tuple[str, ...]:
         return ("time", "random")
 
-    def max_history(self) -> int | None:
-        return self._max_history
+    def history_limit(self) -> int | None:
+        return self.max_history
 
     # -- files ---------------------------------------------------------------------------------
     def _expected(self) -> str:

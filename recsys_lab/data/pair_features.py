@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from recsys_lab.data.datamodule import SPLITS, DataModule, TableSplit
+from recsys_lab.data.datamodule import SPLITS, DataModule, DataSize, TableSplit
 from recsys_lab.data.feature_join import ColumnJoinDataModule
 
 Columns = Literal["gnn", "exact", "none"]
@@ -32,14 +32,21 @@ class PairFeatureDataModule(ColumnJoinDataModule):
     inner: the wrapped datamodule (e.g. ``data/synthetic``).
     features_file: ``pair_features.pt`` of a pcf stage, or None for no extra columns.
     columns: which statistics to append: ``gnn``, ``exact`` or ``none``.
+    size: ``data.size`` (passed on to ``data.inner.size`` by the config).
     """
 
     mismatch_hint = "run the pcf stage and this stage with the same data config and seed"
 
-    def __init__(self, inner: DataModule, features_file: str | None = None, columns: Columns = "gnn") -> None:
+    def __init__(
+        self,
+        inner: DataModule,
+        features_file: str | None = None,
+        columns: Columns = "gnn",
+        size: DataSize = "full",
+    ) -> None:
         if columns not in ("gnn", "exact", "none"):
             raise ValueError(f"data.columns must be gnn, exact or none, got {columns!r}")
-        super().__init__(inner)
+        super().__init__(inner, size)
         self.features_file = features_file
         self.columns = columns
         self._seen: dict[str, torch.Tensor] = {}

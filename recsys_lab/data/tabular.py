@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -96,6 +97,7 @@ def parse_times(raw: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     return values, ~np.isfinite(values)
 
 
+@dataclass(kw_only=True, eq=False)
 class TabularFileDataModule(TabularDataModule):
     """The user's own tabular data (see the module docstring for files and column kinds).
 
@@ -125,59 +127,29 @@ class TabularFileDataModule(TabularDataModule):
     name = "tabular"
     source_url = "your own files (data.path); see docs/data.md, 'Your own data'"
 
-    def __init__(
-        self,
-        path: str,
-        cache_dir: str,
-        labels: Mapping[str, str] | None = None,
-        categorical: Sequence[str] = (),
-        numeric_columns: Sequence[str] = (),
-        numeric: str = "log_standardize",
-        num_quantiles: int = 16,
-        multi_valued: Mapping[str, Mapping[str, Any] | None] | None = None,
-        history: Sequence[str] = (),
-        history_separator: str = "|",
-        history_timestamps: str | None = None,
-        history_order: Literal["oldest_first", "newest_first"] = "oldest_first",
-        max_history: int | None = 50,
-        user: str | None = None,
-        item: str | None = None,
-        time: str | None = None,
-        split: str = "random",
-        split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
-        split_seed: int = 2018,
-        split_time_boundaries: tuple[float, float] | None = None,
-        separator: str | None = None,
-        min_count: int = 1,
-        min_count_overrides: dict[str, int] | None = None,
-        hash_buckets: int | None = None,
-        max_rows_per_file: int | None = None,
-        max_bad_fraction: float = 0.001,
-        batch_size: int = 1024,
-        eval_batch_size: int = 16384,
-        shuffle_buffer: int = 1_000_000,
-        num_workers: int = 0,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(
-            numeric=numeric,
-            num_quantiles=num_quantiles,
-            hash_buckets=hash_buckets,
-            path=path,
-            cache_dir=cache_dir,
-            split=split,
-            split_fractions=split_fractions,
-            split_seed=split_seed,
-            min_count=min_count,
-            min_count_overrides=min_count_overrides,
-            max_rows_per_file=max_rows_per_file,
-            max_bad_fraction=max_bad_fraction,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            shuffle_buffer=shuffle_buffer,
-            num_workers=num_workers,
-            seed=seed,
-        )
+    labels: Mapping[str, str] | None = None
+    categorical: Sequence[str] = ()
+    numeric_columns: Sequence[str] = ()
+    numeric: str = "log_standardize"
+    multi_valued: Mapping[str, Mapping[str, Any] | None] | None = None
+    history: Sequence[str] = ()
+    history_separator: str = "|"
+    history_timestamps: str | None = None
+    history_order: Literal["oldest_first", "newest_first"] = "oldest_first"
+    max_history: int | None = 50
+    user: str | None = None
+    item: str | None = None
+    time: str | None = None
+    split_time_boundaries: Sequence[float] | None = None
+    separator: str | None = None
+    batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        labels, multi_valued, history = self.labels, self.multi_valued, self.history
+        history_order, max_history = self.history_order, self.max_history
+        history_timestamps, split_time_boundaries = self.history_timestamps, self.split_time_boundaries
+        user, item, time, split = self.user, self.item, self.time, self.split
         where = "tabular data"
         self.labels = {str(k): str(v) for k, v in (labels or {"click": "click"}).items()}
         if not self.labels or next(iter(self.labels)) != "click":
@@ -185,8 +157,8 @@ class TabularFileDataModule(TabularDataModule):
                 f"{where}: labels={self.labels} must start with the primary label named click, e.g. "
                 "data.labels={click: <your click column>, conversion: <column>}"
             )
-        self.categorical = tuple(str(c) for c in categorical)
-        self.numeric_columns = tuple(str(c) for c in numeric_columns)
+        self.categorical = tuple(str(c) for c in self.categorical)
+        self.numeric_columns = tuple(str(c) for c in self.numeric_columns)
         self.multi_valued = self._multi_columns(multi_valued or {})
         self.history = tuple(str(c) for c in history)
         if history_order not in ("oldest_first", "newest_first"):
@@ -195,12 +167,6 @@ class TabularFileDataModule(TabularDataModule):
             raise ValueError(f"{where}: max_history={max_history!r} must be >= 0 or null")
         if history_timestamps and not self.history:
             raise ValueError(f"{where}: history_timestamps={history_timestamps!r} needs data.history columns")
-        self.history_separator = history_separator
-        self.history_timestamps = history_timestamps
-        self.history_order = history_order
-        self._max_history = max_history
-        self.user, self.item, self.time = user, item, time
-        self.separator = separator
         features = [*self.categorical, *self.numeric_columns, *(c.name for c in self.multi_valued)]
         declared = [*features, *self.history, *self.labels.values()]
         dupes = sorted({c for c in declared if declared.count(c) > 1})
@@ -252,8 +218,8 @@ class TabularFileDataModule(TabularDataModule):
     def split_kinds(cls) -> tuple[str, ...]:
         return ("random", "time", "files")
 
-    def max_history(self) -> int | None:
-        return self._max_history if self.history else None
+    def history_limit(self) -> int | None:
+        return self.max_history if self.history else None
 
     # -- files ---------------------------------------------------------------------------------
     def _expected(self) -> str:

@@ -31,6 +31,7 @@ import hydra
 from hydra import compose
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from recsys_lab.data.datamodule import train_batch_size
 from recsys_lab.runners.stage import CONFIG_DIR, apply_resume_argv, route_framework_logs, run_lock
 from recsys_lab.scaling.fit import PowerLawFit, fit_power_law
 
@@ -185,6 +186,10 @@ def _derived(metrics: Row, config: DictConfig | None) -> Row:
         row["test/excess_logloss"] = metrics["test/logloss"] - metrics["test/oracle_logloss"]
     if config is not None:
         batch_size = OmegaConf.select(config, "data.batch_size")
+        if batch_size:  # the batches the run trained on (data.size=tiny|fast_dev_run caps them)
+            batch_size = train_batch_size(
+                int(batch_size), OmegaConf.select(config, "data.size", default="full")
+            )
         if batch_size and "global_step" in metrics:
             world = int(OmegaConf.select(config, "trainer.devices", default=1) or 1)
             world *= int(OmegaConf.select(config, "trainer.num_nodes", default=1) or 1)

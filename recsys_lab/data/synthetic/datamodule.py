@@ -1,7 +1,7 @@
 """``data=synthetic``: the tabular synthetic dataset (:mod:`.tabular`) as a datamodule.
 
 Splits are generated in memory on :meth:`SyntheticDataModule.setup` and served by
-:func:`~recsys_lab.data.datamodule.table_loader`. Each split carries the planted model's click
+:meth:`~recsys_lab.data.datamodule.LoaderSpec.table`. Each split carries the planted model's click
 probability as ``extras["true_prob"]`` (float32 ``[N]``), from which :meth:`oracle_metrics` gives
 the best AUC and LogLoss any model can reach on that split.
 """
@@ -13,7 +13,15 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from recsys_lab.data.datamodule import SPLITS, DataModule, TableSplit, table_loader
+from recsys_lab.data.datamodule import (
+    SPLITS,
+    DataModule,
+    DataSize,
+    LoaderSpec,
+    TableSplit,
+    cap,
+    check_size,
+)
 from recsys_lab.data.schema import Schema
 from recsys_lab.data.synthetic.tabular import PlantedModel, SyntheticTable, SyntheticTabularSpec
 from recsys_lab.metrics import auc, logloss
@@ -26,8 +34,9 @@ class SyntheticDataModule(DataModule):
         seed: seeds the planted model, every row and the training shuffle.
         num_categorical .. base_rate: the planted model; see :class:`SyntheticTabularSpec`.
         num_train, num_val, num_test: rows per split.
-        batch_size: training batch size; eval_batch_size: validation/test batch size.
-        num_workers: DataLoader workers (0 = in the main process, usually fastest here).
+        batch_size, eval_batch_size, num_workers: the :class:`LoaderSpec`.
+        size: ``tiny`` caps the splits at 4096/1024/1024 rows and the batches at 256/1024,
+            ``fast_dev_run`` at 512/256/256 rows and 128/256 (``full``: as given).
         chunk_size: rows generated per chunk; the data depend on it, so keep it fixed.
         generation_threads: threads generating chunks (None = up to 4 by CPU count); the data do
             not depend on it.
@@ -62,6 +71,7 @@ class SyntheticDataModule(DataModule):
         num_workers: int = 0,
         chunk_size: int = 100_000,
         generation_threads: int | None = None,
+        size: DataSize = "full",
     ) -> None:
         self.spec = SyntheticTabularSpec(
             seed=seed,
@@ -86,9 +96,6 @@ class SyntheticDataModule(DataModule):
             ("num_train", num_train, 1),
             ("num_val", num_val, 1),
             ("num_test", num_test, 1),
-            ("batch_size", batch_size, 1),
-            ("eval_batch_size", eval_batch_size, 1),
-            ("num_workers", num_workers, 0),
             ("chunk_size", chunk_size, 1),
         ):
             if value < low:
@@ -97,9 +104,15 @@ class SyntheticDataModule(DataModule):
             raise ValueError(
                 f"synthetic data: generation_threads={generation_threads!r} must be >= 1 (or null for auto)"
             )
-        self.sizes = {"train": num_train, "val": num_val, "test": num_test}
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
+        self.size = check_size(size, "synthetic data")
+        self.sizes = {
+            "train": cap(num_train, size, 4096, 512),
+            "val": cap(num_val, size, 1024, 256),
+            "test": cap(num_test, size, 1024, 256),
+        }
+        self.loader = LoaderSpec(batch_size, eval_batch_size, num_workers).sized(size)
+        self.batch_size = self.loader.batch_size
+        self.eval_batch_size = self.loader.eval_batch_size
         self.num_workers = num_workers
         self.chunk_size = chunk_size
         self.generation_threads = generation_threads
@@ -124,23 +137,13 @@ class SyntheticDataModule(DataModule):
         self._model, self._splits = model, splits
 
     def train_dataloader(self) -> DataLoader:
-        return table_loader(
-            self.split("train"),
-            self.batch_size,
-            shuffle=True,
-            seed=self.spec.seed,
-            num_workers=self.num_workers,
-        )
+        return self.loader.table(self.split("train"), train=True, seed=self.spec.seed)
 
     def val_dataloader(self) -> DataLoader:
-        return table_loader(
-            self.split("val"), self.eval_batch_size, shuffle=False, num_workers=self.num_workers
-        )
+        return self.loader.table(self.split("val"), train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return table_loader(
-            self.split("test"), self.eval_batch_size, shuffle=False, num_workers=self.num_workers
-        )
+        return self.loader.table(self.split("test"), train=False)
 
     def oracle_metrics(self, split: str) -> dict[str, float]:
         """AUC and LogLoss of the true probabilities on ``split`` (``train``, ``val`` or ``test``)."""

@@ -22,7 +22,16 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from recsys_lab.data.batch import Batch
-from recsys_lab.data.datamodule import SPLITS, DataModule, EpochBatchSampler, batch_loader
+from recsys_lab.data.datamodule import (
+    SPLITS,
+    DataModule,
+    DataSize,
+    EpochBatchSampler,
+    LoaderSpec,
+    batch_loader,
+    cap,
+    check_size,
+)
 from recsys_lab.data.schema import Feature, Schema
 from recsys_lab.data.synthetic.sequences import ROWS, WorldSamples, onboarding_features, world_schema
 from recsys_lab.data.synthetic.world import EventLog, World, WorldSpec
@@ -108,10 +117,12 @@ def sample_loader(
     hi: int,
     sampler: Sampler[Tensor],
     privileged: bool,
-    num_workers: int,
+    num_workers: int | LoaderSpec,
 ) -> DataLoader:
-    """A DataLoader of :class:`Batch` es of samples ``[lo, hi)`` in the order ``sampler`` gives."""
-    return batch_loader(_SampleDataset(samples, lo, hi, privileged), sampler, num_workers)
+    """A DataLoader of :class:`Batch` es of samples ``[lo, hi)`` in the order ``sampler`` gives
+    (``num_workers``: a count, or the datamodule's :class:`LoaderSpec`)."""
+    workers = num_workers.num_workers if isinstance(num_workers, LoaderSpec) else num_workers
+    return batch_loader(_SampleDataset(samples, lo, hi, privileged), sampler, workers)
 
 
 class WorldDataModule(DataModule):
@@ -128,8 +139,7 @@ class WorldDataModule(DataModule):
         privileged: put the onboarding content in training batches (``Batch.privileged``); never
             in validation, test or per-day evaluation batches.
         warmup_days, val_days, test_days: the split by days (see the module docstring).
-        batch_size, eval_batch_size: training and evaluation batch sizes.
-        num_workers: DataLoader workers.
+        batch_size, eval_batch_size, num_workers: the :class:`LoaderSpec`.
         generation_workers: processes generating the world (the data do not depend on it).
         teacher_path: a logged-predictions file (``.npz`` written by :mod:`recsys_lab.runners.das`: sorted
             ``log_row`` plus ``col_<name>`` columns) read into ``Batch.teacher[<name>]`` of every
@@ -155,7 +165,11 @@ class WorldDataModule(DataModule):
         num_workers: int = 0,
         generation_workers: int = 1,
         teacher_path: str | None = None,
+        size: DataSize = "full",
     ) -> None:
+        self.size = check_size(size, "synthetic world data")
+        if size != "full":
+            preset, max_history = "tiny", cap(max_history, size, 64, 32)
         overrides = {k: v for k, v in (world or {}).items() if v is not None}
         self.spec = WorldSpec.from_preset(preset, overrides)
         if rows not in ROWS:
@@ -185,9 +199,6 @@ class WorldDataModule(DataModule):
             ("warmup_days", warmup_days, 0),
             ("val_days", val_days, 1),
             ("test_days", test_days, 1),
-            ("batch_size", batch_size, 1),
-            ("eval_batch_size", eval_batch_size, 1),
-            ("num_workers", num_workers, 0),
             ("generation_workers", generation_workers, 1),
         ):
             if value < low:
@@ -205,8 +216,9 @@ class WorldDataModule(DataModule):
             "val": range(days - val_days - test_days, days - test_days),
             "test": range(days - test_days, days),
         }
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
+        self.loader = LoaderSpec(batch_size, eval_batch_size, num_workers).sized(size, eval_tiny=2048)
+        self.batch_size = self.loader.batch_size
+        self.eval_batch_size = self.loader.eval_batch_size
         self.num_workers = num_workers
         self.generation_workers = generation_workers
         self.teacher_path = teacher_path
@@ -254,8 +266,8 @@ class WorldDataModule(DataModule):
         return self.samples.days_range(self.split_days[split])
 
     def _eval_loader(self, lo: int, hi: int) -> DataLoader:
-        sampler = EpochBatchSampler(hi - lo, self.eval_batch_size, shuffle=False)
-        return sample_loader(self.samples, lo, hi, sampler, privileged=False, num_workers=self.num_workers)
+        sampler = EpochBatchSampler(hi - lo, self.loader.eval_batch_size, shuffle=False)
+        return sample_loader(self.samples, lo, hi, sampler, privileged=False, num_workers=self.loader)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(*self.split_range("val"))
@@ -324,7 +336,7 @@ class SyntheticSeqDataModule(WorldDataModule):
 
     def train_dataloader(self) -> DataLoader:
         lo, hi = self.split_range("train")
-        sampler = EpochBatchSampler(hi - lo, self.batch_size, shuffle=True, seed=self.spec.seed)
+        sampler = EpochBatchSampler(hi - lo, self.loader.batch_size, shuffle=True, seed=self.spec.seed)
         return sample_loader(
-            self.samples, lo, hi, sampler, privileged=self.privileged, num_workers=self.num_workers
+            self.samples, lo, hi, sampler, privileged=self.privileged, num_workers=self.loader
         )

@@ -16,11 +16,10 @@ import math
 from collections.abc import Iterator
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from recsys_lab.data.datamodule import EpochBatchSampler
+from recsys_lab.data.datamodule import EpochBatchSampler, world_and_rank
 from recsys_lab.data.synthetic.seq_datamodule import WorldDataModule, sample_loader
 
 
@@ -44,10 +43,7 @@ class DayOrderedBatchSampler(Sampler[Tensor]):
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if num_replicas is None:
-            num_replicas = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-        if rank is None:
-            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+        num_replicas, rank = world_and_rank(num_replicas, rank)
         self.day_bounds = day_bounds
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -107,12 +103,12 @@ class SyntheticStreamDataModule(WorldDataModule):
         lo, hi = self.samples.day_range(day)
         if train:
             sampler = DayOrderedBatchSampler(
-                [(0, hi - lo)], self.batch_size, shuffle=True, seed=self.spec.seed + day
+                [(0, hi - lo)], self.loader.batch_size, shuffle=True, seed=self.spec.seed + day
             )
         else:
-            sampler = EpochBatchSampler(hi - lo, self.eval_batch_size, shuffle=False)
+            sampler = EpochBatchSampler(hi - lo, self.loader.eval_batch_size, shuffle=False)
         return sample_loader(
-            self.samples, lo, hi, sampler, privileged=train and self.privileged, num_workers=self.num_workers
+            self.samples, lo, hi, sampler, privileged=train and self.privileged, num_workers=self.loader
         )
 
     def day_oracle_metrics(self, day: int) -> dict[str, float]:
@@ -124,7 +120,7 @@ class SyntheticStreamDataModule(WorldDataModule):
         lo, hi = self.split_range("train")
         bounds = [self.samples.day_range(d) for d in self.split_days["train"]]
         bounds = [(a - lo, b - lo) for a, b in bounds]
-        sampler = DayOrderedBatchSampler(bounds, self.batch_size, shuffle=True, seed=self.spec.seed)
+        sampler = DayOrderedBatchSampler(bounds, self.loader.batch_size, shuffle=True, seed=self.spec.seed)
         return sample_loader(
-            self.samples, lo, hi, sampler, privileged=self.privileged, num_workers=self.num_workers
+            self.samples, lo, hi, sampler, privileged=self.privileged, num_workers=self.loader
         )
