@@ -46,7 +46,6 @@ class Channel(ABC):
             raise ValueError(f"channel: bandwidth_hz={bandwidth_hz} must be > 0")
         self.bandwidth_hz = bandwidth_hz
 
-    @abstractmethod
     def uplink(
         self,
         profiles: list[DeviceProfile],
@@ -54,23 +53,37 @@ class Channel(ABC):
         bits: float | np.ndarray,
         rng: np.random.Generator,
     ) -> UplinkResult:
-        """Send one update of ``bits`` from each client in ``profiles`` (``allocation_hz``: ``[K]``)."""
+        """Send one update of ``bits`` (a float or ``[K]``) from each of the ``K`` clients in
+        ``profiles`` (``allocation_hz``: ``[K]``); no client, no time and no energy."""
+        if not profiles:
+            return UplinkResult(np.zeros(0), np.zeros(0), 0.0)
+        power = np.array([p.tx_power_w for p in profiles])  # [K] W
+        gain = np.array([p.channel_gain for p in profiles])  # [K]
+        return self._send(power, gain, allocation_hz, bits, rng)
+
+    @abstractmethod
+    def _send(
+        self,
+        power: np.ndarray,
+        gain: np.ndarray,
+        allocation_hz: np.ndarray,
+        bits: float | np.ndarray,
+        rng: np.random.Generator,
+    ) -> UplinkResult:
+        """:meth:`uplink` for ``K >= 1`` clients with transmit powers and channel gains ``[K]``."""
 
 
 class IdealChannel(Channel):
     """Orthogonal sub-bands at the Shannon rate of each client's allocated bandwidth."""
 
-    def uplink(
+    def _send(
         self,
-        profiles: list[DeviceProfile],
+        power: np.ndarray,
+        gain: np.ndarray,
         allocation_hz: np.ndarray,
         bits: float | np.ndarray,
         rng: np.random.Generator,
     ) -> UplinkResult:
-        if not profiles:
-            return UplinkResult(np.zeros(0), np.zeros(0), 0.0)
-        power = np.array([p.tx_power_w for p in profiles])
-        gain = np.array([p.channel_gain for p in profiles])
         rate = shannon_rate(np.asarray(allocation_hz, dtype=float), power, gain)
         if (rate <= 0).any():
             raise ValueError(f"ideal channel: every selected client needs bandwidth > 0, got {allocation_hz}")
@@ -105,18 +118,15 @@ class RandomAccessChannel(Channel):
         self.packet_bits = packet_bits
         self.mac = MacConfig(cw_min, max_stage, packet_slots, pairing, pair_factor)
 
-    def uplink(
+    def _send(
         self,
-        profiles: list[DeviceProfile],
+        power: np.ndarray,
+        gain: np.ndarray,
         allocation_hz: np.ndarray,
         bits: float | np.ndarray,
         rng: np.random.Generator,
     ) -> UplinkResult:
-        k = len(profiles)
-        if k == 0:
-            return UplinkResult(np.zeros(0), np.zeros(0), 0.0)
-        power = np.array([p.tx_power_w for p in profiles])
-        gain = np.array([p.channel_gain for p in profiles])
+        k = len(power)
         phy_rate = float(shannon_rate(np.array(self.bandwidth_hz), np.median(power), np.median(gain)))
         packet_s = self.packet_bits / phy_rate
         slot_s = packet_s / self.mac.packet_slots
