@@ -162,39 +162,56 @@ def auc(probs: Tensor, labels: Tensor) -> float:
     return float(_sorted_group_auc(key, y, new_group)[0][0])
 
 
-def bootstrap_auc(probs: Tensor, labels: Tensor, replicates: int = 1000, seed: int = 0) -> Tensor:
-    """AUCs of several runs' predictions on the same bootstrap resamples of the rows.
+def bootstrap(
+    metric: Callable[[Tensor, Tensor], float],
+    probs: Tensor,
+    labels: Tensor,
+    replicates: int = 1000,
+    seed: int = 0,
+) -> Tensor:
+    """``metric`` of several runs' predictions on the same bootstrap resamples of the test rows.
 
     Resample ``k`` draws ``n`` row indices uniformly with replacement (``torch.randint`` from a
     generator seeded with ``seed``, one draw per resample in order) and every run is scored on
     those rows, so differences between runs can be taken resample by resample (a paired
-    bootstrap). Each resample is a weighting of the rows, so one sort per run serves them all.
+    bootstrap). For ``metric=auc`` each resample is a weighting of the rows, so one sort per run
+    serves them all (same values as ``auc`` on the drawn rows, to rounding); any other
+    ``metric(probs, labels) -> float`` is called once per resample and run.
 
     Args:
+        metric: e.g. :func:`auc`, :func:`logloss`, :func:`calibration`.
         probs: ``[R, n]`` probabilities of ``R`` runs on the same ``n`` rows (or ``[n]``).
         labels: ``[n]`` 0/1 labels (above 0.5 counts as positive).
         replicates: number of resamples ``K``.
         seed: seed of the resampling.
 
     Returns:
-        float64 ``[K, R]``: the AUC of run ``r`` on resample ``k`` (ties count half; NaN where a
-        resample holds one class only).
+        float64 ``[K, R]``: the metric of run ``r`` on resample ``k`` (NaN where it is undefined,
+        e.g. AUC on a resample holding one class only).
     """
     probs = probs.reshape(1, -1) if probs.dim() == 1 else probs
     if probs.dim() != 2 or probs.shape[1] != labels.numel():
         raise ValueError(
-            f"bootstrap_auc: probs has shape {tuple(probs.shape)} but labels has {labels.numel()} rows; "
-            "give probs as [runs, rows] with one label per row."
+            f"bootstrap: probs has shape {tuple(probs.shape)} but labels has {labels.numel()} rows; "
+            "give probs as [runs, rows] (or [rows]) with one label per row."
         )
+    if replicates < 1:
+        raise ValueError(f"bootstrap needs replicates >= 1, got {replicates}")
+    labels = labels.reshape(-1)
     for r in range(probs.shape[0]):
-        _check_inputs("bootstrap_auc", probs[r], labels.reshape(-1))
+        _check_inputs("bootstrap", probs[r], labels)
     n = labels.numel()
     gen = torch.Generator().manual_seed(seed)
-    counts = torch.stack(
-        [torch.bincount(torch.randint(n, (n,), generator=gen), minlength=n) for _ in range(replicates)]
-    ).double()  # [K, n] times each row is drawn
-    y = (labels.reshape(-1).cpu() > 0.5).double()
+    draws = [torch.randint(n, (n,), generator=gen) for _ in range(replicates)]  # K x [n] row indices
     out = torch.empty(replicates, probs.shape[0], dtype=torch.float64)
+    if metric is not auc:
+        for k, idx in enumerate(draws):
+            idx = idx.to(labels.device)
+            for r in range(probs.shape[0]):
+                out[k, r] = metric(probs[r][idx], labels[idx])
+        return out
+    counts = torch.stack([torch.bincount(idx, minlength=n) for idx in draws]).double()  # [K, n] draws per row
+    y = (labels.cpu() > 0.5).double()
     for r in range(probs.shape[0]):
         key, order = torch.sort(_order_key(probs[r].detach().cpu()))
         group = torch.zeros(n, dtype=torch.long)
@@ -209,6 +226,40 @@ def bootstrap_auc(probs: Tensor, labels: Tensor, replicates: int = 1000, seed: i
         u = (pos * (below + 0.5 * neg)).sum(1)
         out[:, r] = torch.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg).clamp_min(1), float("nan"))
     return out
+
+
+def bootstrap_interval(
+    metric: Callable[[Tensor, Tensor], float],
+    probs: Tensor,
+    labels: Tensor,
+    baseline: Tensor | None = None,
+    replicates: int = 200,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile interval of :func:`bootstrap` over test rows (test-sampling noise) of
+    ``metric(probs, labels)`` — or, with ``baseline``, of the paired difference ``metric(probs) −
+    metric(baseline)`` on the same resampled rows (far tighter than two separate intervals when the
+    two predictions are correlated).
+
+    ``probs``, ``baseline``, ``labels``: ``[n]``. Returns ``(low, high)``; resamples where the
+    metric is NaN (one class only) are dropped.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"bootstrap_interval needs 0 < level < 1, got {level}")
+    if probs.shape != labels.shape or (baseline is not None and baseline.shape != labels.shape):
+        raise ValueError(
+            f"bootstrap_interval: probs {tuple(probs.shape)}, baseline "
+            f"{None if baseline is None else tuple(baseline.shape)} and labels {tuple(labels.shape)} must match"
+        )
+    runs = probs.reshape(1, -1) if baseline is None else torch.stack([probs, baseline])  # [R, n]
+    values = bootstrap(metric, runs, labels, replicates, seed)  # [K, R]
+    q = values[:, 0] if baseline is None else values[:, 0] - values[:, 1]  # [K]
+    q = q[~q.isnan()]
+    if q.numel() == 0:
+        return float("nan"), float("nan")
+    lo, hi = torch.quantile(q, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
+    return float(lo), float(hi)
 
 
 def gauc(probs: Tensor, labels: Tensor, groups: Tensor) -> float:
@@ -278,49 +329,6 @@ def calibration(probs: Tensor, labels: Tensor) -> float:
 # --------------------------------------------------------------------------------------------
 # States are replaced, never updated in place, so updates under torch.inference_mode (Lightning's
 # validation loop) leave no inference tensor that a later in-place op would trip over.
-
-
-def bootstrap_interval(
-    metric: Callable[[Tensor, Tensor], float],
-    probs: Tensor,
-    labels: Tensor,
-    baseline: Tensor | None = None,
-    num_resamples: int = 200,
-    level: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval over test rows (test-sampling noise) of ``metric(probs,
-    labels)`` — or, with ``baseline``, of the paired difference ``metric(probs) −
-    metric(baseline)`` on the same resampled rows (far tighter than two separate intervals when the
-    two predictions are correlated).
-
-    ``probs``, ``baseline``, ``labels``: ``[n]``. Returns ``(low, high)``; resamples where the
-    metric is NaN (one class only) are dropped.
-    """
-    if not 0 < level < 1 or num_resamples < 1:
-        raise ValueError(
-            f"bootstrap_interval needs 0 < level < 1 and num_resamples >= 1, got {level}, {num_resamples}"
-        )
-    n = labels.numel()
-    if probs.shape != labels.shape or (baseline is not None and baseline.shape != labels.shape):
-        raise ValueError(
-            f"bootstrap_interval: probs {tuple(probs.shape)}, baseline "
-            f"{None if baseline is None else tuple(baseline.shape)} and labels {tuple(labels.shape)} must match"
-        )
-    g = torch.Generator().manual_seed(seed)
-    values = []
-    for _ in range(num_resamples):
-        idx = torch.randint(0, n, (n,), generator=g).to(labels.device)
-        v = metric(probs[idx], labels[idx])
-        if baseline is not None:
-            v -= metric(baseline[idx], labels[idx])
-        if not math.isnan(v):
-            values.append(v)
-    if not values:
-        return float("nan"), float("nan")
-    q = torch.tensor(values, dtype=torch.float64)
-    lo, hi = torch.quantile(q, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
-    return float(lo), float(hi)
 
 
 def _nan(device: torch.device) -> Tensor:

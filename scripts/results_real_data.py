@@ -24,7 +24,7 @@ overrides shown on the page. A run folder ``<out>/<group>/<split>__<variant>__h<
 holds ``metrics.json``, ``predictions.npz`` (the best checkpoint's test probabilities and labels,
 for the bootstrap) and ``run.json`` (overrides, wall time); ``run.json`` is written last and marks
 the run finished. Intervals on the page resample both the test rows (paired across models:
-the same resamples for every run, :func:`recsys_lab.metrics.bootstrap_auc`) and the seeds.
+the same resamples for every run, :func:`recsys_lab.metrics.bootstrap`) and the seeds.
 
 MovieLens may not be redistributed: run folders hold predictions on its rows, so keep ``--out``
 out of the repository (runs/ is ignored by git).
@@ -265,7 +265,7 @@ class Bootstrap:
         import numpy as np
         import torch
 
-        from recsys_lab.metrics import bootstrap_auc
+        from recsys_lab.metrics import auc, bootstrap
 
         key = tuple(str(r["predictions"]) for r in runs)
         if key not in self._cache:
@@ -275,8 +275,8 @@ class Bootstrap:
                 if not np.array_equal(d["labels"], labels):
                     raise SystemExit(f"{r['predictions']}: test rows differ from {runs[0]['predictions']}")
             probs = torch.from_numpy(np.stack([d["probs"] for d in data]))
-            self._cache[key] = bootstrap_auc(
-                probs, torch.from_numpy(labels), self.replicates, self.seed
+            self._cache[key] = bootstrap(
+                auc, probs, torch.from_numpy(labels), self.replicates, self.seed
             ).numpy()
         return self._cache[key]
 
@@ -406,7 +406,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         "",
         "Intervals: 95% percentile intervals of the seed-mean test AUC over "
         f"{args.replicates} bootstrap resamples of the test rows (the same resamples for every model",
-        "on a split, `recsys_lab.metrics.bootstrap_auc`), each also resampling the seeds; so they hold",
+        "on a split, `recsys_lab.metrics.bootstrap`), each also resampling the seeds; so they hold",
         "test-sampling noise as well as the spread over seeds. Differences are paired the same way.",
         f"Wall time is per run (training and evaluation, one thread on a shared 2-core machine); {len(runs)} runs,",
         f"{total_wall / 60:.0f} minutes in all.",

@@ -430,16 +430,18 @@ def test_bootstrap_interval_covers_the_truth_and_pairs_differences():
     y = torch.bernoulli(torch.sigmoid(2 * score), generator=g)
     p = torch.sigmoid(score)
     q = torch.sigmoid(score + 0.3 * torch.randn(n, generator=g))
-    lo, hi = bootstrap_interval(auc, p, y, num_resamples=200)
+    lo, hi = bootstrap_interval(auc, p, y, replicates=200)
     assert lo < auc(p, y) < hi and 0.02 < hi - lo < 0.05, (lo, hi)
-    dlo, dhi = bootstrap_interval(auc, p, y, baseline=q, num_resamples=200)
+    dlo, dhi = bootstrap_interval(auc, p, y, baseline=q, replicates=200)
     assert dlo < auc(p, y) - auc(q, y) < dhi and dhi - dlo < 0.5 * (hi - lo), (dlo, dhi)
     with pytest.raises(ValueError, match="must match"):
         bootstrap_interval(auc, p[:5], y)
 
 
-def test_bootstrap_auc_scores_every_run_on_the_same_resamples():
-    from recsys_lab.metrics import auc, bootstrap_auc
+def test_bootstrap_scores_every_run_on_the_same_resamples():
+    """The AUC fast path (one sort per run, resamples as row weights) and the generic path (any
+    metric, called on the drawn rows) see the same documented draws."""
+    from recsys_lab.metrics import auc, bootstrap, logloss
 
     g = torch.Generator().manual_seed(3)
     y = (torch.rand(300, generator=g) < 0.3).float()
@@ -447,13 +449,15 @@ def test_bootstrap_auc_scores_every_run_on_the_same_resamples():
         [torch.rand(300, generator=g), (0.6 * y + torch.rand(300, generator=g)) / 1.6]
     )  # [2, 300]
     probs[0, :50] = 0.5  # ties
-    got = bootstrap_auc(probs, y, replicates=20, seed=7)  # [20, 2]
+    got = bootstrap(auc, probs, y, replicates=20, seed=7)  # [20, 2]
+    ll = bootstrap(logloss, probs, y, replicates=20, seed=7)  # [20, 2]
     gen = torch.Generator().manual_seed(7)
     for k in range(20):
         idx = torch.randint(300, (300,), generator=gen)  # the documented draw
         for r in range(2):
             assert got[k, r].item() == pytest.approx(auc(probs[r, idx], y[idx]), abs=1e-9)
+            assert ll[k, r].item() == logloss(probs[r, idx], y[idx])
     assert got[:, 1].mean() > got[:, 0].mean() + 0.2
     assert 0.005 < float(got[:, 1].std()) < 0.1  # resampling noise of 300 rows
     with pytest.raises(ValueError, match="one label per row"):
-        bootstrap_auc(probs[:, :10], y)
+        bootstrap(auc, probs[:, :10], y)

@@ -180,13 +180,6 @@ def test_flops_count_the_predictor_and_optionally_the_message_passing():
     assert model.node_state_flops() == 2 * (2 * model.num_nodes * 8 * 8 * (1 + relations))  # 2 layers
 
 
-def test_pcf_gnn_rejects_tables_without_one_row_per_value():
-    from recsys_lab.layers.binary_hash import BinaryHashEmbedding
-
-    with pytest.raises(ValueError, match="embedding=full"):
-        PCFGNN(_schema(), lambda s: BinaryHashEmbedding(s, dim=8))
-
-
 # -- the chained run ---------------------------------------------------------------------------
 def test_pipeline_writes_features_and_ctr_stages_read_them(tmp_path, hydra_ctx):
     cfg = compose_train(

@@ -1,7 +1,7 @@
 """Small synthetic files in the real Criteo and Avazu layouts, for tests, examples and trying the
 readers without downloading anything.
 
-``python -m recsys_lab.data.samples {criteo_raw,criteo_csv,avazu} OUT [--rows N] [--seed S]``
+``python -m recsys_lab.data.samples {criteo_raw,criteo_csv,avazu} OUT [--rows N] [--seed S] [--signal X]``
 
 Layouts (what ``data=criteo`` / ``data=avazu`` read, quirks included):
 
@@ -25,7 +25,7 @@ site vs. app traffic with their "null" site/app values, most rows on the anonymo
 Planted rows, so that tests can name them: Criteo line 1 has ``I1`` missing, ``I2 = 3``,
 ``I3 = 260`` and ``C19, C20, C25, C26`` missing; line 2 has ``I2 = -1``.
 
-The output depends only on ``rows`` and ``seed``: the only randomness is
+The output depends only on ``rows``, ``seed`` and ``signal``: the only randomness is
 ``random.Random(seed).random()``, whose sequence Python keeps stable across versions, and the
 hashes are BLAKE2b digests.
 """
@@ -128,8 +128,11 @@ _CRITEO_CO_MISSING = [(0.41, ("C19", "C20", "C25", "C26")), (0.04, ("C3", "C4", 
 _CRITEO_LOGIT_FIELDS = ("C1", "C2", "C5", "C6", "C8", "C14", "C17", "C23")
 
 
-def criteo_rows(rows: int = 200, seed: int = 0) -> list[list[str]]:
-    """``rows`` Criteo rows as the 40 raw text fields (``label, I1..I13, C1..C26``; '' = missing)."""
+def criteo_rows(rows: int = 200, seed: int = 0, signal: float = 1.0) -> list[list[str]]:
+    """``rows`` Criteo rows as the 40 raw text fields (``label, I1..I13, C1..C26``; '' = missing).
+
+    ``signal`` scales the features' effects on the click logit (1.0: a realistic, weak signal;
+    tests that need a model to learn something from a few thousand rows use ~3)."""
     if rows < 2:
         raise ValueError(f"criteo_rows(rows={rows}): need at least 2 rows (lines 1 and 2 are planted)")
     draw = _Draw(seed)
@@ -155,22 +158,23 @@ def criteo_rows(rows: int = 200, seed: int = 0) -> list[list[str]]:
             cats.update(dict.fromkeys(_CRITEO_CO_MISSING[0][1], ""))
         elif i == 1:  # planted: I2 = -1
             ints[1] = -1
-        logit = -1.3 + 0.25 * math.log1p(max(ints[1], 0)) / 7 - 0.2 * (ints[0] is None)
-        logit += sum(1.6 * _effect(name, cats[name]) for name in _CRITEO_LOGIT_FIELDS)
+        s = signal  # (c * s) * x is bit-identical to c * x at s = 1
+        logit = -1.3 + 0.25 * s * math.log1p(max(ints[1], 0)) / 7 - 0.2 * s * (ints[0] is None)
+        logit += sum(1.6 * s * _effect(name, cats[name]) for name in _CRITEO_LOGIT_FIELDS)
         label = int(draw.chance(_sigmoid(logit)))
         out.append([str(label), *("" if x is None else str(x) for x in ints), *cats.values()])
     return out
 
 
-def criteo_raw_lines(rows: int = 200, seed: int = 0) -> list[str]:
+def criteo_raw_lines(rows: int = 200, seed: int = 0, signal: float = 1.0) -> list[str]:
     """The raw layout's lines (no header, tab-separated), without line ends."""
-    return ["\t".join(fields) for fields in criteo_rows(rows, seed)]
+    return ["\t".join(fields) for fields in criteo_rows(rows, seed, signal)]
 
 
-def criteo_csv_lines(rows: int = 200, seed: int = 0) -> list[str]:
+def criteo_csv_lines(rows: int = 200, seed: int = 0, signal: float = 1.0) -> list[str]:
     """The CSV layout's lines (header first; integers but ``I2`` written as floats), without line ends."""
     lines = [",".join(CRITEO_HEADER)]
-    for fields in criteo_rows(rows, seed):
+    for fields in criteo_rows(rows, seed, signal):
         ints = [x if x == "" or j == 1 else f"{x}.0" for j, x in enumerate(fields[1:14])]
         lines.append(",".join([fields[0], *ints, *fields[14:]]))
     return lines
@@ -191,8 +195,10 @@ _NULL_SITE = ("85f751fd", "c4e18dd6", "50e219e0")  # site_id, site_domain, site_
 _DAYS = [date(2014, 10, d) for d in range(21, 27)]  # Tue 21 .. Sun 26 October 2014
 
 
-def avazu_lines(rows: int = 200, seed: int = 0) -> list[str]:
-    """The Avazu layout's lines (header first, rows sorted by hour), without line ends."""
+def avazu_lines(rows: int = 200, seed: int = 0, signal: float = 1.0) -> list[str]:
+    """The Avazu layout's lines (header first, rows sorted by hour), without line ends.
+
+    ``signal`` scales the features' effects on the click logit, as in :func:`criteo_rows`."""
     if rows < 1:
         raise ValueError(f"avazu_lines(rows={rows}): need at least 1 row")
     draw = _Draw(seed)
@@ -238,9 +244,14 @@ def avazu_lines(rows: int = 200, seed: int = 0) -> list[str]:
             width, height, str(1700 + 23 * (c14 // 3)), str(draw.below(4)), str(_pick(draw, c19)), c20,
             str(_pick(draw, c21)),
         ]  # fmt: skip
-        hour_effect = 0.3 * math.cos(2 * math.pi * int(hour[-2:]) / 24)
+        s = signal  # (c * s) * x is bit-identical to c * x at s = 1
+        hour_effect = 0.3 * s * math.cos(2 * math.pi * int(hour[-2:]) / 24)
         logit = (
-            -1.7 + 0.4 * (banner == "1") + 1.5 * _effect(traffic) + 1.2 * _effect("C14", c14) + hour_effect
+            -1.7
+            + 0.4 * s * (banner == "1")
+            + 1.5 * s * _effect(traffic)
+            + 1.2 * s * _effect("C14", c14)
+            + hour_effect
         )
         click = str(int(draw.chance(_sigmoid(logit))))
         out.append((hour, str(draw.uint64()), ",".join([click, hour, *fields])))
@@ -252,22 +263,23 @@ def avazu_lines(rows: int = 200, seed: int = 0) -> list[str]:
 # Files and the command line
 # ------------------------------------------------------------------------------------------------
 
-LAYOUTS: dict[str, Callable[[int, int], list[str]]] = {
+LAYOUTS: dict[str, Callable[[int, int, float], list[str]]] = {
     "criteo_raw": criteo_raw_lines,
     "criteo_csv": criteo_csv_lines,
     "avazu": avazu_lines,
 }
 
 
-def write_sample(layout: str, path: str | Path, rows: int = 200, seed: int = 0) -> Path:
+def write_sample(layout: str, path: str | Path, rows: int = 200, seed: int = 0, signal: float = 1.0) -> Path:
     """Write the ``layout`` sample (one of :data:`LAYOUTS`) of ``rows`` rows to ``path``
-    (atomically; ``\\n`` line ends, parent folders created); returns the path."""
+    (atomically; ``\\n`` line ends, parent folders created); returns the path. ``signal`` scales
+    the planted click signal (see :func:`criteo_rows`)."""
     if layout not in LAYOUTS:
         raise ValueError(f"Unknown sample layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    tmp.write_text("".join(line + "\n" for line in LAYOUTS[layout](rows, seed)), encoding="ascii")
+    tmp.write_text("".join(line + "\n" for line in LAYOUTS[layout](rows, seed, signal)), encoding="ascii")
     os.replace(tmp, path)
     return path
 
@@ -281,8 +293,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("out", type=Path, help="file to write")
     parser.add_argument("--rows", type=int, default=200, help="data rows (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--signal", type=float, default=1.0, help="scale of the planted click signal (default 1)"
+    )
     args = parser.parse_args(argv)
-    path = write_sample(args.layout, args.out, args.rows, args.seed)
+    path = write_sample(args.layout, args.out, args.rows, args.seed, args.signal)
     print(f"wrote {args.rows} {args.layout} rows to {path}")
 
 

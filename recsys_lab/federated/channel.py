@@ -35,6 +35,17 @@ class UplinkResult:
     round_s: float
 
 
+@dataclass
+class Transmission:
+    """What the ``K`` selected clients send in one round, each ``[K]``: transmit power (W), channel
+    gain, allocated bandwidth (Hz) and update size (bits)."""
+
+    power_w: np.ndarray
+    gain: np.ndarray
+    allocation_hz: np.ndarray
+    bits: np.ndarray
+
+
 class Channel(ABC):
     """Uplink model. ``bandwidth_hz`` is the whole band ``B``."""
 
@@ -46,7 +57,6 @@ class Channel(ABC):
             raise ValueError(f"channel: bandwidth_hz={bandwidth_hz} must be > 0")
         self.bandwidth_hz = bandwidth_hz
 
-    @abstractmethod
     def uplink(
         self,
         profiles: list[DeviceProfile],
@@ -54,28 +64,35 @@ class Channel(ABC):
         bits: float | np.ndarray,
         rng: np.random.Generator,
     ) -> UplinkResult:
-        """Send one update of ``bits`` from each client in ``profiles`` (``allocation_hz``: ``[K]``)."""
+        """Send one update of ``bits`` (a float or ``[K]``) from each of the ``K`` clients in
+        ``profiles`` (``allocation_hz``: ``[K]``); no client, no time and no energy."""
+        k = len(profiles)
+        if k == 0:
+            return UplinkResult(np.zeros(0), np.zeros(0), 0.0)
+        sent = Transmission(
+            power_w=np.array([p.tx_power_w for p in profiles]),
+            gain=np.array([p.channel_gain for p in profiles]),
+            allocation_hz=np.asarray(allocation_hz, dtype=float),
+            bits=np.broadcast_to(np.asarray(bits, dtype=float), (k,)),
+        )
+        return self._send(sent, rng)
+
+    @abstractmethod
+    def _send(self, sent: Transmission, rng: np.random.Generator) -> UplinkResult:
+        """:meth:`uplink` for ``K >= 1`` clients."""
 
 
 class IdealChannel(Channel):
     """Orthogonal sub-bands at the Shannon rate of each client's allocated bandwidth."""
 
-    def uplink(
-        self,
-        profiles: list[DeviceProfile],
-        allocation_hz: np.ndarray,
-        bits: float | np.ndarray,
-        rng: np.random.Generator,
-    ) -> UplinkResult:
-        if not profiles:
-            return UplinkResult(np.zeros(0), np.zeros(0), 0.0)
-        power = np.array([p.tx_power_w for p in profiles])
-        gain = np.array([p.channel_gain for p in profiles])
-        rate = shannon_rate(np.asarray(allocation_hz, dtype=float), power, gain)
+    def _send(self, sent: Transmission, rng: np.random.Generator) -> UplinkResult:
+        rate = shannon_rate(sent.allocation_hz, sent.power_w, sent.gain)
         if (rate <= 0).any():
-            raise ValueError(f"ideal channel: every selected client needs bandwidth > 0, got {allocation_hz}")
-        time_s = np.asarray(bits, dtype=float) / rate
-        return UplinkResult(time_s, power * time_s, float(time_s.max()))
+            raise ValueError(
+                f"ideal channel: every selected client needs bandwidth > 0, got {sent.allocation_hz}"
+            )
+        time_s = sent.bits / rate
+        return UplinkResult(time_s, sent.power_w * time_s, float(time_s.max()))
 
 
 class RandomAccessChannel(Channel):
@@ -105,25 +122,14 @@ class RandomAccessChannel(Channel):
         self.packet_bits = packet_bits
         self.mac = MacConfig(cw_min, max_stage, packet_slots, pairing, pair_factor)
 
-    def uplink(
-        self,
-        profiles: list[DeviceProfile],
-        allocation_hz: np.ndarray,
-        bits: float | np.ndarray,
-        rng: np.random.Generator,
-    ) -> UplinkResult:
-        k = len(profiles)
-        if k == 0:
-            return UplinkResult(np.zeros(0), np.zeros(0), 0.0)
-        power = np.array([p.tx_power_w for p in profiles])
-        gain = np.array([p.channel_gain for p in profiles])
-        phy_rate = float(shannon_rate(np.array(self.bandwidth_hz), np.median(power), np.median(gain)))
+    def _send(self, sent: Transmission, rng: np.random.Generator) -> UplinkResult:
+        k = len(sent.power_w)
+        power, gain = np.median(sent.power_w), np.median(sent.gain)
+        phy_rate = float(shannon_rate(np.array(self.bandwidth_hz), power, gain))
         packet_s = self.packet_bits / phy_rate
         slot_s = packet_s / self.mac.packet_slots
-        packets = np.ceil(np.broadcast_to(np.asarray(bits, dtype=float), (k,)) / self.packet_bits).astype(
-            np.int64
-        )
+        packets = np.ceil(sent.bits / self.packet_bits).astype(np.int64)  # [K]
         stats = simulate(self.mac, k, rng, packets=packets, max_slots=1e9)
         time_s = stats.finish_slot * slot_s
-        energy = power * stats.attempts * packet_s
+        energy = sent.power_w * stats.attempts * packet_s
         return UplinkResult(time_s, energy, float(stats.elapsed_slots * slot_s))

@@ -15,6 +15,9 @@ See docs/kernels.md for the exact maths and the masks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from torch import Tensor
 
 from recsys_lab.kernels.dispatch import Kernel, as_kernel, check_cama, check_hstu, triton_available
@@ -45,6 +48,37 @@ def _need_triton() -> None:
         raise RuntimeError(f"kernel=triton was requested but {why}; use kernel=reference")
 
 
+Op = Callable[..., Tensor]
+
+
+def _implementation(
+    kernel: Kernel, reference: Op, padded: Op, triton: Callable[[], Op], flex: Callable[[], Op]
+) -> Op:
+    """The implementation ``kernel`` names. ``triton`` and ``flex`` return theirs when called, so
+    their modules (and Triton itself) are imported only when asked for."""
+    if kernel is Kernel.REFERENCE:
+        return reference
+    if kernel is Kernel.PADDED:
+        return padded
+    if kernel is Kernel.TRITON:
+        _need_triton()
+        return triton()
+    assert kernel is Kernel.FLEX, kernel
+    return flex()
+
+
+def _ops() -> Any:
+    from recsys_lab.kernels import ops  # Triton custom ops: imports Triton
+
+    return ops
+
+
+def _flex() -> Any:
+    from recsys_lab.kernels import flex
+
+    return flex
+
+
 def hstu_attention(
     q: Tensor,
     k: Tensor,
@@ -72,26 +106,14 @@ def hstu_attention(
     """
     kernel = as_kernel(kernel)
     check_hstu(q, k, v, offsets, timestamps, num_candidates, pos_bias, time_bias, scale)
-    if kernel is Kernel.REFERENCE:
-        return hstu_attention_reference(
-            q, k, v, offsets, timestamps, num_candidates, pos_bias, time_bias, float(scale)
-        )
-    if kernel is Kernel.PADDED:
-        return hstu_attention_padded(
-            q, k, v, offsets, timestamps, num_candidates, pos_bias, time_bias, float(scale)
-        )
-    if kernel is Kernel.TRITON:
-        _need_triton()
-        from recsys_lab.kernels import ops
-
-        return ops.hstu_attention_triton(
-            q, k, v, offsets, timestamps, num_candidates, pos_bias, time_bias, float(scale)
-        )
-    from recsys_lab.kernels import flex
-
-    return flex.hstu_attention_flex(
-        q, k, v, offsets, timestamps, num_candidates, pos_bias, time_bias, float(scale)
+    run = _implementation(
+        kernel,
+        hstu_attention_reference,
+        hstu_attention_padded,
+        triton=lambda: _ops().hstu_attention_triton,
+        flex=lambda: _flex().hstu_attention_flex,
     )
+    return run(q, k, v, offsets, timestamps, num_candidates, pos_bias, time_bias, float(scale))
 
 
 def cama_attention(
@@ -121,23 +143,11 @@ def cama_attention(
     """
     kernel = as_kernel(kernel)
     check_cama(q, k, v, offsets, timestamps, actions, num_candidates, num_channels, scale)
-    if kernel is Kernel.REFERENCE:
-        return cama_attention_reference(
-            q, k, v, offsets, timestamps, actions, num_candidates, num_channels, float(scale)
-        )
-    if kernel is Kernel.PADDED:
-        return cama_attention_padded(
-            q, k, v, offsets, timestamps, actions, num_candidates, num_channels, float(scale)
-        )
-    if kernel is Kernel.TRITON:
-        _need_triton()
-        from recsys_lab.kernels import ops
-
-        return ops.cama_attention_triton(
-            q, k, v, offsets, timestamps, actions, num_candidates, num_channels, float(scale)
-        )
-    from recsys_lab.kernels import flex
-
-    return flex.cama_attention_flex(
-        q, k, v, offsets, timestamps, actions, num_candidates, num_channels, float(scale)
+    run = _implementation(
+        kernel,
+        cama_attention_reference,
+        cama_attention_padded,
+        triton=lambda: _ops().cama_attention_triton,
+        flex=lambda: _flex().cama_attention_flex,
     )
+    return run(q, k, v, offsets, timestamps, actions, num_candidates, num_channels, float(scale))

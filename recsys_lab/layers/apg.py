@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from recsys_lab.data.schema import Schema
-from recsys_lab.layers.mlp import Activation, activation_module, check_choice
+from recsys_lab.layers.mlp import MLP, Activation, activation_module, check_choice
 
 Condition = Literal["self", "group", "mix"]
 
@@ -232,6 +232,38 @@ class APGMLP(nn.Module):
     def flops_per_example(self) -> int:
         head = 0 if self.head is None else 2 * self.head.in_features * self.head.out_features
         return sum(layer.flops_per_example() for layer in self.layers) + head
+
+
+def deep_mlp(
+    in_dim: int,
+    hidden_units: Sequence[int],
+    out_dim: int | None,
+    activation: Activation,
+    dropout: float,
+    batch_norm: bool,
+    apg: APGConfig | Mapping[str, Any] | None,
+    schema: Schema,
+    field_dim: int,
+) -> tuple[MLP | APGMLP, list[int]]:
+    """A model's deep part under ``model.apg``: the static :class:`~recsys_lab.layers.mlp.MLP`
+    (``apg`` None) or its :class:`APGMLP` twin, conditioned on the embeddings (``field_dim`` wide
+    each) of ``apg.group_fields``. Returns the module and those fields' positions in
+    ``Batch.sparse`` (empty for the static MLP); :func:`run_deep` applies it."""
+    cfg = as_apg_config(apg)
+    if cfg is None:
+        return MLP(in_dim, hidden_units, out_dim, activation, dropout, batch_norm), []
+    fields = group_field_indices(schema, cfg.group_fields)
+    group_dim = len(fields) * field_dim
+    return APGMLP(in_dim, hidden_units, out_dim, activation, dropout, batch_norm, cfg, group_dim), fields
+
+
+def run_deep(mlp: MLP | APGMLP, x: Tensor, fields: Sequence[int], embed: Callable[[], Tensor]) -> Tensor:
+    """``mlp(x)`` for a static MLP; an :class:`APGMLP` also gets its group condition
+    ``embed()[:, fields]`` flattened to ``[B, |G|·D]`` (``embed()``: the field embeddings
+    ``[B, F, D]``, computed only when needed). ``x`` ``[B, in_dim]`` -> ``[B, out_features]``."""
+    if isinstance(mlp, APGMLP):
+        return mlp(x, embed()[:, list(fields)].flatten(1))
+    return mlp(x)
 
 
 def merge_apg(module: nn.Module) -> nn.Module:

@@ -121,12 +121,40 @@ class AnnealedMixer(nn.Module):
         self.temperature.fill_(float(value))
 
 
-def _num_blocks(num_tokens: int, dim: int, block_size: int) -> int:
-    if block_size < 1 or (num_tokens * dim) % block_size:
-        raise ValueError(
-            f"block_size must divide T·D = {num_tokens}·{dim} = {num_tokens * dim}, got {block_size}"
-        )
-    return num_tokens * dim // block_size
+class BlockMixer(AnnealedMixer):
+    """UniMixer's block mixing (:func:`uni_mix`) with matrices from :meth:`mixing_matrices`, which a
+    subclass builds from its parameters at the current temperature. ``[B, T, D]`` -> ``[B, T, D]``.
+
+    Args:
+        num_tokens: T.
+        dim: D.
+        block_size: b (must divide T·D); N = T·D / b blocks.
+        temperature: initial Sinkhorn temperature τ.
+        sinkhorn_iters: Sinkhorn iterations.
+    """
+
+    def __init__(
+        self, num_tokens: int, dim: int, block_size: int, temperature: float, sinkhorn_iters: int
+    ) -> None:
+        super().__init__(temperature, sinkhorn_iters)
+        if block_size < 1 or (num_tokens * dim) % block_size:
+            raise ValueError(
+                f"block_size must divide T·D = {num_tokens}·{dim} = {num_tokens * dim}, got {block_size}"
+            )
+        self.num_blocks = num_tokens * dim // block_size
+        self.block_size = block_size
+
+    def mixing_matrices(self) -> tuple[Tensor, Tensor]:
+        """``G`` ``[N, N]`` and ``W`` ``[N, b, b]`` at the current temperature."""
+        raise NotImplementedError(f"{type(self).__name__} must define mixing_matrices()")
+
+    def forward(self, x: Tensor) -> Tensor:
+        g, w = self.mixing_matrices()
+        return uni_mix(x, g, w)
+
+    def flops_per_example(self) -> int:
+        n, b = self.num_blocks, self.block_size
+        return 2 * n * b * b + 2 * n * n * b
 
 
 class RankMixing(nn.Module):
@@ -147,7 +175,7 @@ class RankMixing(nn.Module):
         return 0
 
 
-class UniMixing(AnnealedMixer):
+class UniMixing(BlockMixer):
     """UniMixer's learned block mixing: ``G = Sinkhorn(sym(L_G) / τ)`` ``[N, N]`` and
     ``W_i = Sinkhorn(sym(L_i) / τ)`` ``[b, b]``, then :func:`uni_mix`. ``[B, T, D]`` -> ``[B, T, D]``.
 
@@ -180,11 +208,9 @@ class UniMixing(AnnealedMixer):
         sinkhorn_iters: int = 10,
         logit_lr_scale: float = 1.0,
     ) -> None:
-        super().__init__(temperature, sinkhorn_iters)
+        super().__init__(num_tokens, dim, block_size, temperature, sinkhorn_iters)
         if logit_lr_scale <= 0:
             raise ValueError(f"UniMixing logit_lr_scale must be > 0, got {logit_lr_scale}")
-        self.num_blocks = _num_blocks(num_tokens, dim, block_size)
-        self.block_size = block_size
         self.logit_lr_scale = float(logit_lr_scale)
         n, b = self.num_blocks, block_size
         s = self.logit_lr_scale
@@ -215,16 +241,8 @@ class UniMixing(AnnealedMixer):
         changed = (now.argmax(1) != start.argmax(1)).float().mean()
         return {"moved": float(moved / sd), "destinations_changed": float(changed)}
 
-    def forward(self, x: Tensor) -> Tensor:
-        g, w = self.mixing_matrices()
-        return uni_mix(x, g, w)
 
-    def flops_per_example(self) -> int:
-        n, b = self.num_blocks, self.block_size
-        return 2 * n * b * b + 2 * n * n * b
-
-
-class UniMixingLite(AnnealedMixer):
+class UniMixingLite(BlockMixer):
     """UniMixing-Lite: a low-rank global matrix ``G = Sinkhorn(A Bᵀ / τ)`` (A, B ``[N, r]``) and
     local matrices mixed from ``num_basis`` shared bases:
     ``W_i = Sinkhorn(sym(Σ_k softmax(α_i)_k M_k) / τ)``. ``[B, T, D]`` -> ``[B, T, D]``.
@@ -251,9 +269,7 @@ class UniMixingLite(AnnealedMixer):
         temperature: float = 1.0,
         sinkhorn_iters: int = 10,
     ) -> None:
-        super().__init__(temperature, sinkhorn_iters)
-        self.num_blocks = _num_blocks(num_tokens, dim, block_size)
-        self.block_size = block_size
+        super().__init__(num_tokens, dim, block_size, temperature, sinkhorn_iters)
         n, b = self.num_blocks, block_size
         if not 1 <= rank <= n:
             raise ValueError(f"UniMixing-Lite rank must be in [1, {n}] (the number of blocks), got {rank}")
@@ -273,14 +289,6 @@ class UniMixingLite(AnnealedMixer):
         local = torch.einsum("nk,kij->nij", self.mix.softmax(-1), self.basis)  # [N, b, b]
         w = sinkhorn(symmetrize(local) / self.temperature, self.sinkhorn_iters)
         return g, w
-
-    def forward(self, x: Tensor) -> Tensor:
-        g, w = self.mixing_matrices()
-        return uni_mix(x, g, w)
-
-    def flops_per_example(self) -> int:
-        n, b = self.num_blocks, self.block_size
-        return 2 * n * b * b + 2 * n * n * b
 
 
 class FMMixing(nn.Module):

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 
 from recsys_lab.data.batch import Batch
 from recsys_lab.data.schema import Schema
-from recsys_lab.layers.embedding import FieldEmbedding
+from recsys_lab.layers.embedding import EmbeddingFactory, FieldEmbedding
+from recsys_lab.layers.features import FeatureEncoder
+from recsys_lab.layers.ffn import FFNKind
+from recsys_lab.layers.mixing import TokenMixerNetwork
+from recsys_lab.layers.norms import NormKind
 
 
 class CTRModel(nn.Module, ABC):
@@ -89,3 +93,51 @@ class MultiTaskModel(CTRModel):
     def forward(self, batch: Batch) -> Tensor:
         """Logits ``[B]`` of the first label."""
         return self.forward_tasks(batch)[self.labels[0]]
+
+
+class TokenMixerModel(CTRModel):
+    """The RankMixer family (RankMixer, UniMixer, UniMixer-Lite, FM block): feature tokens, then a
+    :class:`~recsys_lab.layers.mixing.TokenMixerNetwork` whose layers differ only in their token
+    mixer. ``logit = head(mean_t(Blocks(Tokenize([e_1; ...; e_F; x_1 v_1; ...]))))``.
+
+    A subclass lists its own typed arguments and passes ``mixer``, which builds one layer's mixer
+    (called ``num_layers`` times, after the encoder, so seeded initialisation is reproducible).
+
+    Args:
+        schema: the dataset schema.
+        embedding: factory for the categorical embedding (the ``embedding`` config group).
+        num_tokens: T, tokens after the tokenizer (<= fields + numeric features).
+        dim: D, token width.
+        num_layers: number of (mixing, FFN) blocks.
+        ffn_hidden: hidden width of each per-token FFN.
+        ffn: ``"swiglu"`` or ``"gelu"``.
+        norm: ``"siamese"`` or ``"post"``.
+        mixer: builds one token mixer ``[B, T, D]`` -> ``[B, T, D]`` with ``flops_per_example()``.
+    """
+
+    def __init__(
+        self,
+        schema: Schema,
+        embedding: EmbeddingFactory,
+        num_tokens: int,
+        dim: int,
+        num_layers: int,
+        ffn_hidden: int,
+        ffn: FFNKind,
+        norm: NormKind,
+        mixer: Callable[[], nn.Module],
+    ) -> None:
+        super().__init__(schema)
+        self.encoder = FeatureEncoder(schema, embedding, numeric_tokens=True)
+        mixers = [mixer() for _ in range(num_layers)]
+        self.net = TokenMixerNetwork(
+            self.encoder.num_tokens, self.encoder.dim, num_tokens, dim, mixers, ffn_hidden, ffn, norm
+        )
+
+    def forward(self, batch: Batch) -> Tensor:
+        """Click logits ``[B]``."""
+        tokens = self.encoder.tokens(self.encoder.embed(batch), self.encoder.numeric(batch))  # [B, n, E]
+        return self.net(tokens)
+
+    def flops_per_example(self) -> int:
+        return self.net.flops_per_example()

@@ -10,11 +10,11 @@ from torch import Tensor, nn
 
 from recsys_lab.data.batch import Batch
 from recsys_lab.data.schema import Schema
-from recsys_lab.layers.apg import APGMLP, APGConfig, as_apg_config, group_field_indices
+from recsys_lab.layers.apg import APGConfig, deep_mlp, run_deep
 from recsys_lab.layers.embedding import EmbeddingFactory
 from recsys_lab.layers.features import FeatureEncoder
 from recsys_lab.layers.interactions import CrossNetwork, ExpertActivation
-from recsys_lab.layers.mlp import MLP, Activation, check_choice
+from recsys_lab.layers.mlp import Activation, check_choice
 from recsys_lab.models.base import CTRModel
 
 Structure = Literal["stacked", "parallel"]
@@ -71,16 +71,11 @@ class DCNv2(CTRModel):
         self.encoder = FeatureEncoder(schema, embedding)
         d = self.encoder.flat_dim
         self.cross = CrossNetwork(d, num_cross_layers, low_rank, num_experts, expert_activation)
-        apg_cfg = as_apg_config(apg)
-        if apg_cfg is not None and len(hidden_units) == 0:
+        if apg is not None and len(hidden_units) == 0:
             raise ValueError("DCNv2 with model.apg needs an MLP to adapt: set model.hidden_units")
-        self.apg_fields = group_field_indices(schema, apg_cfg.group_fields) if apg_cfg else []
-        self.mlp: MLP | APGMLP
-        if apg_cfg is None:
-            self.mlp = MLP(d, hidden_units, None, activation, dropout, batch_norm)
-        else:
-            group_dim = len(self.apg_fields) * self.encoder.dim
-            self.mlp = APGMLP(d, hidden_units, None, activation, dropout, batch_norm, apg_cfg, group_dim)
+        self.mlp, self.apg_fields = deep_mlp(
+            d, hidden_units, None, activation, dropout, batch_norm, apg, schema, self.encoder.dim
+        )
         head_in = self.mlp.out_features if structure == "stacked" else d + self.mlp.out_features
         self.head = nn.Linear(head_in, 1)
 
@@ -94,10 +89,7 @@ class DCNv2(CTRModel):
         return self.head(h).squeeze(-1)
 
     def _mlp(self, x: Tensor, batch: Batch) -> Tensor:
-        if isinstance(self.mlp, APGMLP):
-            group = self.encoder.embed(batch)[:, self.apg_fields].flatten(1)  # APG condition [B, |G|·D]
-            return self.mlp(x, group)
-        return self.mlp(x)
+        return run_deep(self.mlp, x, self.apg_fields, lambda: self.encoder.embed(batch))
 
     def flops_per_example(self) -> int:
         head = 2 * self.head.in_features * self.head.out_features

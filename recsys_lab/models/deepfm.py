@@ -9,11 +9,11 @@ from torch import Tensor
 
 from recsys_lab.data.batch import Batch
 from recsys_lab.data.schema import Schema
-from recsys_lab.layers.apg import APGMLP, APGConfig, as_apg_config, group_field_indices
+from recsys_lab.layers.apg import APGConfig, deep_mlp, run_deep
 from recsys_lab.layers.embedding import EmbeddingFactory
 from recsys_lab.layers.features import FeatureEncoder, uses_sparse_gradients
 from recsys_lab.layers.interactions import FirstOrder, FirstOrderWeights, FMInteraction
-from recsys_lab.layers.mlp import MLP, Activation
+from recsys_lab.layers.mlp import Activation
 from recsys_lab.models.base import CTRModel
 
 
@@ -57,35 +57,19 @@ class DeepFM(CTRModel):
             schema, first_order, dim=d, sparse_grad=uses_sparse_gradients(self.encoder.embedding)
         )
         self.fm = FMInteraction()
-        apg_cfg = as_apg_config(apg)
-        self.apg_fields = group_field_indices(schema, apg_cfg.group_fields) if apg_cfg else []
-        self.mlp: MLP | APGMLP
-        if apg_cfg is None:
-            self.mlp = MLP(self.encoder.num_tokens * d, hidden_units, 1, activation, dropout, batch_norm)
-        else:
-            group_dim = len(self.apg_fields) * d
-            self.mlp = APGMLP(
-                self.encoder.num_tokens * d,
-                hidden_units,
-                1,
-                activation,
-                dropout,
-                batch_norm,
-                apg_cfg,
-                group_dim,
-            )
+        self.mlp, self.apg_fields = deep_mlp(
+            self.encoder.num_tokens * d, hidden_units, 1, activation, dropout, batch_norm, apg, schema, d
+        )
 
     def forward(self, batch: Batch) -> Tensor:
         """Click logits ``[B]``."""
         embedded = self.encoder.embed(batch)  # [B, F, D]
         dense = self.encoder.numeric(batch)  # [B, Dn]
         tokens = self.encoder.tokens(embedded, dense)  # [B, F + Dn, D]
-        if isinstance(self.mlp, APGMLP):
-            group = embedded[:, self.apg_fields].flatten(1)  # [B, |G|·D]
-            deep = self.mlp(tokens.flatten(1), group).squeeze(-1)
-        else:
-            deep = self.mlp(tokens.flatten(1)).squeeze(-1)  # [B, (F + Dn)·D] -> [B]
-        return self.first_order(batch.sparse, dense, embedded) + self.fm(tokens) + deep
+        deep = run_deep(
+            self.mlp, tokens.flatten(1), self.apg_fields, lambda: embedded
+        )  # [B, (F + Dn)·D] -> [B, 1]
+        return self.first_order(batch.sparse, dense, embedded) + self.fm(tokens) + deep.squeeze(-1)
 
     def flops_per_example(self) -> int:
         return (

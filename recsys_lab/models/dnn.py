@@ -9,10 +9,10 @@ from torch import Tensor
 
 from recsys_lab.data.batch import Batch
 from recsys_lab.data.schema import Schema
-from recsys_lab.layers.apg import APGMLP, APGConfig, as_apg_config, group_field_indices
+from recsys_lab.layers.apg import APGConfig, deep_mlp, run_deep
 from recsys_lab.layers.embedding import EmbeddingFactory
 from recsys_lab.layers.features import FeatureEncoder
-from recsys_lab.layers.mlp import MLP, Activation
+from recsys_lab.layers.mlp import Activation
 from recsys_lab.models.base import CTRModel
 
 
@@ -42,24 +42,15 @@ class DNN(CTRModel):
         if len(hidden_units) == 0:
             raise ValueError("DNN needs at least one hidden layer: set model.hidden_units, e.g. [256, 128]")
         self.encoder = FeatureEncoder(schema, embedding)
-        apg_cfg = as_apg_config(apg)
-        self.apg_fields = group_field_indices(schema, apg_cfg.group_fields) if apg_cfg else []
-        self.mlp: MLP | APGMLP
-        if apg_cfg is None:
-            self.mlp = MLP(self.encoder.flat_dim, hidden_units, 1, activation, dropout, batch_norm)
-        else:
-            group_dim = len(self.apg_fields) * self.encoder.dim
-            self.mlp = APGMLP(
-                self.encoder.flat_dim, hidden_units, 1, activation, dropout, batch_norm, apg_cfg, group_dim
-            )
+        d, flat = self.encoder.dim, self.encoder.flat_dim
+        self.mlp, self.apg_fields = deep_mlp(
+            flat, hidden_units, 1, activation, dropout, batch_norm, apg, schema, d
+        )
 
     def forward(self, batch: Batch) -> Tensor:
         """Click logits ``[B]``."""
         x = self.encoder(batch)  # [B, F·D + Dn]
-        if isinstance(self.mlp, APGMLP):
-            group = self.encoder.embed(batch)[:, self.apg_fields].flatten(1)  # APG condition [B, |G|·D]
-            return self.mlp(x, group).squeeze(-1)
-        return self.mlp(x).squeeze(-1)
+        return run_deep(self.mlp, x, self.apg_fields, lambda: self.encoder.embed(batch)).squeeze(-1)
 
     def flops_per_example(self) -> int:
         return self.mlp.flops_per_example()

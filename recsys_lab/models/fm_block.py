@@ -3,30 +3,22 @@ token interaction ``X Xᵀ`` (compressed) projected back to tokens as the mixer.
 
 from __future__ import annotations
 
-from torch import Tensor
+from functools import partial
 
-from recsys_lab.data.batch import Batch
 from recsys_lab.data.schema import Schema
 from recsys_lab.layers.embedding import EmbeddingFactory
-from recsys_lab.layers.features import FeatureEncoder
 from recsys_lab.layers.ffn import FFNKind
-from recsys_lab.layers.mixing import FMMixing, TokenMixerNetwork
+from recsys_lab.layers.mixing import FMMixing
 from recsys_lab.layers.norms import NormKind
-from recsys_lab.models.base import CTRModel
+from recsys_lab.models.base import TokenMixerModel
 
 
-class FMBlock(CTRModel):
-    """``logit = head(mean_t(Blocks(Tokenize([e_1; ...; e_F; x_1 v_1; ...]))))``.
+class FMBlock(TokenMixerModel):
+    """A :class:`~recsys_lab.models.base.TokenMixerModel` with a compressed FM interaction as mixer.
 
     Args:
-        schema: the dataset schema.
-        embedding: factory for the categorical embedding (the ``embedding`` config group).
-        num_tokens: T, tokens after the tokenizer (<= fields + numeric features).
-        dim: D, token width.
-        num_layers: number of (mixing, FFN) blocks.
-        ffn_hidden: hidden width of each per-token FFN.
-        ffn: ``"swiglu"`` or ``"gelu"``.
-        norm: ``"siamese"`` or ``"post"``.
+        schema, embedding, num_tokens, dim, num_layers, ffn_hidden, ffn, norm: see
+            :class:`~recsys_lab.models.base.TokenMixerModel`.
         compressed: k, the width the interaction ``X Xᵀ`` is compressed to (``X (Xᵀ Y)``, Y ``[T, k]``).
     """
 
@@ -42,17 +34,5 @@ class FMBlock(CTRModel):
         norm: NormKind = "siamese",
         compressed: int = 4,
     ) -> None:
-        super().__init__(schema)
-        self.encoder = FeatureEncoder(schema, embedding, numeric_tokens=True)
-        mixers = [FMMixing(num_tokens, dim, compressed) for _ in range(num_layers)]
-        self.net = TokenMixerNetwork(
-            self.encoder.num_tokens, self.encoder.dim, num_tokens, dim, mixers, ffn_hidden, ffn, norm
-        )
-
-    def forward(self, batch: Batch) -> Tensor:
-        """Click logits ``[B]``."""
-        tokens = self.encoder.tokens(self.encoder.embed(batch), self.encoder.numeric(batch))  # [B, n, E]
-        return self.net(tokens)
-
-    def flops_per_example(self) -> int:
-        return self.net.flops_per_example()
+        mixer = partial(FMMixing, num_tokens, dim, compressed)
+        super().__init__(schema, embedding, num_tokens, dim, num_layers, ffn_hidden, ffn, norm, mixer)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from recsys_lab.kernels import Kernel, cama_attention, hstu_attention
+
 
 @dataclass
 class JaggedInputs:
@@ -24,6 +26,20 @@ class JaggedInputs:
 
     def leaves(self) -> list[Tensor]:
         return [self.q, self.k, self.v, self.pos_bias, self.time_bias]
+
+    def hstu(self, scale: float, kernel: Kernel | str = Kernel.REFERENCE) -> Tensor:
+        """``hstu_attention`` of these inputs: ``[N, H, Dv]``."""
+        return hstu_attention(
+            self.q, self.k, self.v, self.offsets, self.timestamps, self.num_candidates,
+            self.pos_bias, self.time_bias, scale=scale, kernel=kernel,
+        )  # fmt: skip
+
+    def cama(self, num_channels: int, scale: float, kernel: Kernel | str = Kernel.REFERENCE) -> Tensor:
+        """``cama_attention`` of these inputs: ``[N, H, Dv]``."""
+        return cama_attention(
+            self.q, self.k, self.v, self.offsets, self.timestamps, self.actions, self.num_candidates,
+            num_channels=num_channels, scale=scale, kernel=kernel,
+        )  # fmt: skip
 
 
 def make_inputs(

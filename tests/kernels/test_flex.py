@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recsys_lab.kernels import Kernel, cama_attention, hstu_attention
+from recsys_lab.kernels import Kernel, cama_attention
 from tests.kernels.jagged_inputs import make_inputs
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -29,18 +29,7 @@ def test_flex_cama_matches_reference():
 def test_flex_hstu_is_not_available_with_a_clear_message():
     x = make_inputs([4], [1], heads=2, dim=4)
     with pytest.raises(NotImplementedError, match="softmax"):
-        hstu_attention(
-            x.q,
-            x.k,
-            x.v,
-            x.offsets,
-            x.timestamps,
-            x.num_candidates,
-            x.pos_bias,
-            x.time_bias,
-            scale=1.0,
-            kernel="flex",
-        )
+        x.hstu(scale=1.0, kernel="flex")
 
 
 def test_flex_small_heads_on_cuda_are_refused_with_the_alternatives():

@@ -85,26 +85,14 @@ def test_time_bucket_exact_on_powers_of_two():
 
 def test_hstu_reference_matches_brute_force():
     x = make_inputs(LENGTHS, CANDS, heads=2, dim=4, num_pos=4, num_time=3, dtype=torch.float64)
-    out = hstu_attention(
-        x.q, x.k, x.v, x.offsets, x.timestamps, x.num_candidates, x.pos_bias, x.time_bias, scale=0.7
-    )
+    out = x.hstu(scale=0.7)
     torch.testing.assert_close(out, brute_hstu(x, 0.7))
 
 
 @pytest.mark.parametrize("num_channels", [1, 2, 4])
 def test_cama_reference_matches_brute_force(num_channels):
     x = make_inputs(LENGTHS, CANDS, heads=4, dim=4, num_actions=3, dtype=torch.float64)
-    out = cama_attention(
-        x.q,
-        x.k,
-        x.v,
-        x.offsets,
-        x.timestamps,
-        x.actions,
-        x.num_candidates,
-        num_channels=num_channels,
-        scale=0.5,
-    )
+    out = x.cama(num_channels=num_channels, scale=0.5)
     torch.testing.assert_close(out, brute_cama(x, num_channels, 0.5))
 
 
@@ -150,9 +138,7 @@ def test_cama_invisible_tokens_do_not_change_output():
 
 def test_reference_gradients_flow_to_every_input():
     x = make_inputs([4, 3], [1, 0], heads=2, dim=4)
-    out = hstu_attention(
-        x.q, x.k, x.v, x.offsets, x.timestamps, x.num_candidates, x.pos_bias, x.time_bias, scale=1.0
-    )
+    out = x.hstu(scale=1.0)
     out.square().sum().backward()
     for t in x.leaves():
         assert t.grad is not None and t.grad.abs().sum() > 0
@@ -186,9 +172,7 @@ def test_padded_kernel_matches_reference_with_gradients(op):
 
 def test_empty_batch_gives_empty_output_with_grads():
     x = make_inputs([0, 0], [0, 0], heads=2, dim=4)
-    out = hstu_attention(
-        x.q, x.k, x.v, x.offsets, x.timestamps, x.num_candidates, x.pos_bias, x.time_bias, scale=1.0
-    )
+    out = x.hstu(scale=1.0)
     assert out.shape == (0, 2, 4)
     out.sum().backward()
     assert x.pos_bias.grad is not None
@@ -243,15 +227,4 @@ def test_triton_request_without_triton_says_what_to_do(monkeypatch):
     monkeypatch.setattr(kernels, "triton_available", lambda: (False, "triton is not installed"))
     x = make_inputs([3], [0], heads=2, dim=4)
     with pytest.raises(RuntimeError, match="use kernel=reference"):
-        cama_attention(
-            x.q,
-            x.k,
-            x.v,
-            x.offsets,
-            x.timestamps,
-            x.actions,
-            x.num_candidates,
-            num_channels=1,
-            scale=1.0,
-            kernel="triton",
-        )
+        x.cama(num_channels=1, scale=1.0, kernel="triton")

@@ -37,31 +37,9 @@ def _run(op: str, x, kernel: Kernel, num_channels: int = 2):
     for t in x.leaves():
         t.grad = None
     if op == "hstu":
-        out = hstu_attention(
-            x.q,
-            x.k,
-            x.v,
-            x.offsets,
-            x.timestamps,
-            x.num_candidates,
-            x.pos_bias,
-            x.time_bias,
-            scale=0.25,
-            kernel=kernel,
-        )
+        out = x.hstu(scale=0.25, kernel=kernel)
     else:
-        out = cama_attention(
-            x.q,
-            x.k,
-            x.v,
-            x.offsets,
-            x.timestamps,
-            x.actions,
-            x.num_candidates,
-            num_channels=num_channels,
-            scale=0.25,
-            kernel=kernel,
-        )
+        out = x.cama(num_channels=num_channels, scale=0.25, kernel=kernel)
     grad = torch.randn(out.shape, generator=torch.Generator().manual_seed(7)).to(out)
     (out.float() * grad.float()).sum().backward()
     leaves = x.leaves() if op == "hstu" else x.leaves()[:3]
@@ -210,15 +188,4 @@ def test_custom_ops_pass_opcheck():
 def test_triton_rejects_float64():
     x = make_inputs([3], [0], heads=2, dim=16, dtype=torch.float64, device=DEVICE)
     with pytest.raises(ValueError, match="float64"):
-        hstu_attention(
-            x.q,
-            x.k,
-            x.v,
-            x.offsets,
-            x.timestamps,
-            x.num_candidates,
-            x.pos_bias,
-            x.time_bias,
-            scale=1.0,
-            kernel=Kernel.TRITON,
-        )
+        x.hstu(scale=1.0, kernel=Kernel.TRITON)

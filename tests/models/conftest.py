@@ -11,7 +11,7 @@ from pathlib import Path
 import hydra
 import pytest
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
 from recsys_lab.data.batch import Batch
@@ -82,9 +82,9 @@ def assert_learns_planted_task(model: CTRModel, steps: int = 100) -> None:
     assert accuracy > 0.9, accuracy
 
 
-def assert_config_matches_constructor(cls: type[CTRModel], name: str) -> None:
-    """``conf/model/<name>.yaml`` targets ``cls``, sets every hyperparameter (and neither schema nor
-    embedding) to the constructor's default, and instantiates."""
+def assert_config_defaults(cls: type[CTRModel], name: str) -> DictConfig:
+    """``conf/model/<name>.yaml`` targets ``cls`` and sets every hyperparameter (and neither schema
+    nor embedding) to the constructor's default; returns the config."""
     path = Path(__file__).parents[2] / "conf" / "model" / f"{name}.yaml"
     cfg = OmegaConf.load(path)
     assert path.read_text().startswith("# "), "the config starts with a one-line comment"
@@ -98,6 +98,12 @@ def assert_config_matches_constructor(cls: type[CTRModel], name: str) -> None:
         value = OmegaConf.to_object(cfg)[key]
         default = list(p.default) if isinstance(p.default, tuple) else p.default
         assert value == default, f"{name}.yaml sets {key}={value!r}, the constructor default is {default!r}"
+    return cfg
+
+
+def assert_config_matches_constructor(cls: type[CTRModel], name: str) -> None:
+    """:func:`assert_config_defaults`, and the config instantiates on the tiny schema."""
+    cfg = assert_config_defaults(cls, name)
     # Hydra turns a dataclass passed as a kwarg into a DictConfig, so the Schema must reach the
     # constructor either through a partial or with _convert_="object" (which rebuilds the dataclass).
     schema, embedding = make_schema(), functools.partial(FullEmbedding, dim=EMBED_DIM)

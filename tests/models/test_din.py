@@ -3,17 +3,13 @@ learning a history task, config."""
 
 from __future__ import annotations
 
-import inspect
-from pathlib import Path
-
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from recsys_lab.models.din import DIN
 from recsys_lab.scaling.counting import measured_flops_per_example
 from tests.layers.test_sequence import make_seq_batch, make_seq_schema, seq_embedding
-from tests.models.conftest import train_losses
+from tests.models.conftest import assert_config_defaults, train_losses
 
 
 def din(**kwargs) -> DIN:
@@ -94,16 +90,7 @@ def test_flops_match_flop_counter_at_the_history_length():
 
 
 def test_config_matches_constructor():
-    path = Path(__file__).parents[2] / "conf" / "model" / "din.yaml"
-    cfg = OmegaConf.to_object(OmegaConf.load(path))
-    assert cfg.pop("_target_") == "recsys_lab.models.din.DIN"
-    params = dict(inspect.signature(DIN.__init__).parameters)
-    for skip in ("self", "schema", "embedding"):
-        params.pop(skip)
-    assert set(cfg) == set(params)
-    for key, p in params.items():
-        default = list(p.default) if isinstance(p.default, tuple) else p.default
-        assert cfg[key] == default, key
+    assert_config_defaults(DIN, "din")
 
 
 def test_bad_settings_raise():

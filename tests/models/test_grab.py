@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from recsys_lab.data.batch import Batch, Jagged
 from recsys_lab.layers.sequence import PackedSequence
@@ -179,16 +177,9 @@ def test_gradients_reach_every_dense_parameter():
 
 
 def test_config_matches_constructor():
-    path = Path(__file__).parents[2] / "conf" / "model" / "grab.yaml"
-    cfg = OmegaConf.to_object(OmegaConf.load(path))
-    assert cfg.pop("_target_") == "recsys_lab.models.grab.GRAB"
-    params = dict(inspect.signature(GRAB.__init__).parameters)
-    for skip in ("self", "schema", "embedding"):
-        params.pop(skip)
-    assert set(cfg) == set(params)
-    for key, p in params.items():
-        default = list(p.default) if isinstance(p.default, tuple) else p.default
-        assert cfg[key] == default, key
+    from tests.models.conftest import assert_config_defaults
+
+    assert_config_defaults(GRAB, "grab")
 
 
 @pytest.mark.parametrize(

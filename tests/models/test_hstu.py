@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
-from pathlib import Path
-
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
 from recsys_lab.data.batch import Batch, Jagged
@@ -15,6 +11,7 @@ from recsys_lab.layers.sequence import PackedSequence
 from recsys_lab.models.hstu import HSTU
 from recsys_lab.scaling.counting import measured_flops_per_example
 from tests.layers.test_sequence import make_seq_batch, make_seq_schema, seq_embedding
+from tests.models.conftest import assert_config_defaults
 
 
 def hstu(**kwargs) -> HSTU:
@@ -138,16 +135,7 @@ def test_runs_without_history():
 
 
 def test_config_matches_constructor():
-    path = Path(__file__).parents[2] / "conf" / "model" / "hstu.yaml"
-    cfg = OmegaConf.to_object(OmegaConf.load(path))
-    assert cfg.pop("_target_") == "recsys_lab.models.hstu.HSTU"
-    params = dict(inspect.signature(HSTU.__init__).parameters)
-    for skip in ("self", "schema", "embedding"):
-        params.pop(skip)
-    assert set(cfg) == set(params)
-    for key, p in params.items():
-        default = list(p.default) if isinstance(p.default, tuple) else p.default
-        assert cfg[key] == default, key
+    assert_config_defaults(HSTU, "hstu")
 
 
 def test_bad_settings_raise():

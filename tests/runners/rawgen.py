@@ -1,32 +1,22 @@
-"""Small raw Criteo and Avazu files with a planted click signal, written by the tests themselves."""
+"""Small raw Criteo and Avazu files with a strong planted click signal, written by the tests
+themselves: :mod:`recsys_lab.data.samples` rows (the one generator of raw rows) with the features'
+effects on the click logit scaled by :data:`SIGNAL`, so a tiny run learns something."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
+from recsys_lab.data import samples
 from tests.data.rawfiles import write_lines
+
+SIGNAL = 3.0
+"""Scale of the planted click signal (1.0 is the samples' realistic, weak one)."""
 
 
 def criteo_rows(n: int, seed: int = 0) -> list[str]:
-    """``n`` raw Criteo lines (label, I1..I13, C1..C26; tab-separated). Clicks follow C1 and I1;
-    some fields are empty."""
-    rng = np.random.default_rng(seed)
-    c1 = rng.integers(0, 20, n)
-    i1 = rng.integers(0, 50, n)
-    logit = (c1 - 10) / 4 + (i1 - 25) / 25
-    label = rng.random(n) < 1 / (1 + np.exp(-logit))
-    lines = []
-    for r in range(n):
-        ints = [str(i1[r])] + [
-            ("" if rng.random() < 0.1 else str(int(rng.integers(0, 300)))) for _ in range(12)
-        ]
-        cats = [f"{c1[r]:08x}"] + [
-            ("" if rng.random() < 0.1 else f"{int(rng.integers(0, 30)):08x}") for _ in range(25)
-        ]
-        lines.append("\t".join([str(int(label[r])), *ints, *cats]))
-    return lines
+    """``n`` raw Criteo lines (label, I1..I13, C1..C26; tab-separated; '' = missing)."""
+    # The samples plant lines 1 and 2 and so need two rows; a single row is line 1.
+    return samples.criteo_raw_lines(max(n, 2), seed, SIGNAL)[:n]
 
 
 def write_criteo(path: Path, n: int, seed: int = 0, labelled: bool = True) -> Path:
@@ -34,29 +24,14 @@ def write_criteo(path: Path, n: int, seed: int = 0, labelled: bool = True) -> Pa
     return write_lines(path, rows if labelled else [r.split("\t", 1)[1] for r in rows])
 
 
-AVAZU_HEADER = (
-    "id,click,hour,C1,banner_pos,site_id,site_domain,site_category,app_id,app_domain,app_category,device_id,"
-    "device_ip,device_model,device_type,device_conn_type,C14,C15,C16,C17,C18,C19,C20,C21"
-)
-
-
 def avazu_rows(n: int, seed: int = 0, labelled: bool = True) -> list[str]:
-    """A header and ``n`` Avazu CSV lines; clicks follow site_id and the hour of day."""
-    rng = np.random.default_rng(seed)
-    site = rng.integers(0, 15, n)
-    hour = rng.integers(0, 24, n)
-    logit = (site - 7) / 3 + (hour - 12) / 12
-    label = rng.random(n) < 1 / (1 + np.exp(-logit))
-    header = AVAZU_HEADER if labelled else AVAZU_HEADER.replace("click,", "")
-    lines = [header]
-    for r in range(n):
-        day = 21 + int(rng.integers(0, 9))
-        cols = [str(10_000_000_000 + r)] + ([str(int(label[r]))] if labelled else [])
-        cols.append(f"1410{day:02d}{hour[r]:02d}")
-        cols += ["1005", str(int(rng.integers(0, 3))), f"s{site[r]:06x}"]
-        cols += [f"v{int(rng.integers(0, 12)):x}" for _ in range(18)]
-        lines.append(",".join(cols))
-    return lines
+    """A header and ``n`` Avazu CSV lines (sorted by hour); without the ``click`` column unless
+    ``labelled``."""
+    lines = samples.avazu_lines(n, seed, SIGNAL)
+    if labelled:
+        return lines
+    click = samples.AVAZU_HEADER.index("click")
+    return [",".join(f for j, f in enumerate(line.split(",")) if j != click) for line in lines]
 
 
 def write_avazu(path: Path, n: int, seed: int = 0, labelled: bool = True) -> Path:
