@@ -28,13 +28,12 @@ from __future__ import annotations
 import copy
 import csv
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import ConfigKeyError, ValidationError
+from omegaconf import DictConfig, open_dict
 
 from recsys_lab.metrics import CTRMetrics
 from recsys_lab.runners import stage
@@ -66,21 +65,8 @@ class StreamingSettings:
 
 def settings(cfg: DictConfig) -> StreamingSettings:
     """The ``streaming`` node of ``cfg`` as :class:`StreamingSettings`; an unknown or mistyped key
-    raises a ``ValueError`` that names it and the known ones."""
-    node = cfg.get("streaming")
-    known = ", ".join(f.name for f in fields(StreamingSettings))
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(StreamingSettings), node or {})
-    except ConfigKeyError as err:
-        raise ValueError(
-            f"streaming.{err.key} is not a setting of the streaming runner; its settings are: {known}. "
-            "Check the spelling of the +streaming.* override."
-        ) from None
-    except ValidationError as err:
-        raise ValueError(f"streaming.{err.key}: {str(err).splitlines()[0]} (settings: {known})") from None
-    out = OmegaConf.to_object(merged)
-    assert isinstance(out, StreamingSettings)
-    return out
+    raises :class:`~recsys_lab.runners.stage.OptionsError` naming it and the known ones."""
+    return stage.options(cfg, "streaming", StreamingSettings, "streaming")
 
 
 def _optimizers(task: CTRTask) -> list[torch.optim.Optimizer]:

@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 from recsys_lab.data.criteo import CriteoDataModule
 from recsys_lab.data.datamodule import LoaderSpec, cap
 from recsys_lab.data.synthetic import SyntheticDataModule, SyntheticSeqDataModule, WorldSpec
-from recsys_lab.train import CONFIG_DIR
+from recsys_lab.runners.stage import CONFIG_DIR
 from tests.conftest import compose_train
 
 
