@@ -21,7 +21,7 @@ from recsys_lab.runners import stage
 from recsys_lab.runners.train import run
 from tests.conftest import compose_train
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # 4096 training rows in batches of 256: 16 steps an epoch, 3 epochs; last.ckpt every 3 steps too.
 COMMON = (
     "debug=tiny",
