@@ -561,6 +561,9 @@ def tuned_section(runs: list[dict[str, Any]], boot: Bootstrap) -> list[str]:
     tuned = select(runs, group="tuned", split="time")
     winner = max(rows, key=lambda x: x[1]["metrics"]["val/auc"])[0] if rows else None
     lines.append("")
+    missing = [c for c in CANDIDATES if not any(r["variant"] == f"DCNv2, {c}" for r in tuning)]
+    if missing:
+        lines += [f"Not run (so the sweep is incomplete): {', '.join(missing)}.", ""]
     if winner == RECIPE:
         lines += ["The recipe has the best val AUC of the sweep: the defaults are the tuned run.", ""]
         return lines
