@@ -209,17 +209,21 @@ def dataset_name(folder: Path) -> str:
     return f"MovieLens ({inter[0].stem})" if inter else f"MovieLens ({folder.name})"
 
 
-def best_candidate(out: Path, seed: int) -> tuple[str, list[str]] | None:
-    """The tuning sweep's winner on the time split by val AUC (seed ``seed``): (name, overrides),
-    or None while a candidate or the recipe's own DCNv2 run is unfinished."""
+def best_candidate(out: Path, seed: int, candidates: list[str] | None = None) -> tuple[str, list[str]] | None:
+    """The tuning sweep's winner on the time split by val AUC (seed ``seed``) among ``candidates``
+    (default: all of :data:`CANDIDATES`) and the recipe: (name, overrides), or None while one of
+    them or the recipe's own DCNv2 run is unfinished."""
     runs = {r["variant"]: r for r in load_runs(out) if r["split"] == "time" and r["seed"] == seed}
     recipe = [r for r in load_runs(out) if r["group"] == "tabular" and r["split"] == "time"
               and r["variant"] == "DCNv2" and r["seed"] == seed]  # fmt: skip
-    names = [f"DCNv2, {c}" for c in CANDIDATES]
-    if not recipe or any(n not in runs for n in names):
+    chosen = list(CANDIDATES) if candidates is None else candidates
+    unknown = [c for c in chosen if c not in CANDIDATES]
+    if unknown:
+        raise SystemExit(f"--candidates {unknown}: not in CANDIDATES ({', '.join(CANDIDATES)})")
+    if not recipe or any(f"DCNv2, {c}" not in runs for c in chosen):
         return None
     val = {RECIPE: recipe[0]["metrics"]["val/auc"]} | {
-        c: runs[f"DCNv2, {c}"]["metrics"]["val/auc"] for c in CANDIDATES
+        c: runs[f"DCNv2, {c}"]["metrics"]["val/auc"] for c in chosen
     }
     name = max(val, key=lambda k: val[k])
     return name, ([] if name == RECIPE else CANDIDATES[name])
@@ -255,9 +259,11 @@ def jobs(args: argparse.Namespace) -> list[tuple[str, str, list[str], str, int |
         elif group == "tuning":  # the time split's small sweep: DCNv2 per candidate setting
             for seed in args.tune_seeds:
                 for name, o in CANDIDATES.items():
+                    if getattr(args, "candidates", None) is not None and name not in args.candidates:
+                        continue
                     out.append((group, f"DCNv2, {name}", ["model=dcnv2", *o], "time", None, seed))
         elif group == "tuned":  # the sweep's winner for each model of TUNED_MODELS, --seeds
-            best = best_candidate(Path(args.out), args.tune_seeds[0])
+            best = best_candidate(Path(args.out), args.tune_seeds[0], getattr(args, "candidates", None))
             if best is None:
                 print("tuned: the tuning group is unfinished; run --groups tuning first", flush=True)
             elif not best[1]:
@@ -265,6 +271,8 @@ def jobs(args: argparse.Namespace) -> list[tuple[str, str, list[str], str, int |
             else:
                 for seed in args.seeds:
                     for name in TUNED_MODELS:
+                        if getattr(args, "models", None) and slug(name) not in args.models:
+                            continue
                         out.append(
                             (
                                 group,
@@ -567,8 +575,14 @@ def tuned_section(runs: list[dict[str, Any]], boot: Bootstrap) -> list[str]:
     if winner == RECIPE:
         lines += ["The recipe has the best val AUC of the sweep: the defaults are the tuned run.", ""]
         return lines
+    # The winner's own tuning run is its DCNv2 run of that seed (same overrides: not run twice).
+    for r in tuning:
+        if r["variant"] == f"{NO_HISTORY}, {winner}":
+            name = f"{NO_HISTORY}, tuned ({winner})"
+            if not any(t["variant"] == name and t["seed"] == r["seed"] for t in tuned):
+                tuned.append({**r, "variant": name})
     if not tuned:
-        return [*lines, f"Best by val AUC: {winner}; its runs for every model are not finished.", ""]
+        return [*lines, f"Best by val AUC: {winner}; its runs for the models are not finished.", ""]
     names = list(dict.fromkeys(r["variant"] for r in tuned))
     defaults = [r for r in select(runs, group="tabular", split="time") if r["variant"] in TUNED_MODELS]
     lines += model_table(defaults + tuned, [*TUNED_MODELS, *names], boot)
@@ -806,6 +820,12 @@ def main() -> None:
     r.add_argument("--history-models", nargs="*", default=["DIN", "GRAB"])
     r.add_argument("--history-seeds", type=int, nargs="*", default=[0])
     r.add_argument("--tune-seeds", type=int, nargs="*", default=[0], help="seeds of the tuning group")
+    r.add_argument(
+        "--candidates",
+        nargs="*",
+        default=None,
+        help="the tuning group's settings (names in CANDIDATES; default all)",
+    )
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--extra", nargs="*", default=[], help="more Hydra overrides for every run")
     r.set_defaults(func=cmd_run)
