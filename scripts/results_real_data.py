@@ -64,6 +64,19 @@ SEQUENCE: dict[str, list[str]] = {
     "GRAB": ["model=grab", "task=grab", "model.kernel=padded", "model.num_heads=7"],
 }
 NO_HISTORY = "DCNv2"
+# The small tuning sweep on the time split (group ``tuning``): DCNv2 with each setting, picked by
+# val AUC against the recipe's own DCNv2 run of the same seed. The settings are the random-split
+# Optuna sweep's other best trials (docs/results/real_data.md, "Tuning recipe") and FuxiCTR's usual ones.
+CANDIDATES: dict[str, list[str]] = {
+    "sweep trial 1": ["data.batch_size=1024", "embedding.dim=32", "model.dropout=0.0909", "task.optimizer.lr=0.0028",
+                      "task.sparse_optimizer.lr=0.00556", "task.sparse_optimizer.weight_decay=7.07e-05"],
+    "FuxiCTR-like base": ["data.batch_size=1024", "embedding.dim=16", "model.dropout=0", "task.optimizer.lr=1e-3",
+                          "task.sparse_optimizer.lr=1e-3", "task.sparse_optimizer.weight_decay=0"],
+    "sweep trial 5": ["data.batch_size=256", "embedding.dim=16", "model.dropout=0.0226", "task.optimizer.lr=0.00251",
+                      "task.sparse_optimizer.lr=0.000409", "task.sparse_optimizer.weight_decay=6.08e-05"],
+}  # fmt: skip
+RECIPE = "recipe (no override)"
+TUNED_MODELS = ("DNN", "DeepFM", "DCNv2")
 REFERENCE = "FuxiCTR 2.3.10 DCNv2 (quoted from issue 14, not run here)"
 REFERENCE_AUC = "0.7863 ± 0.0017 (5 runs)"
 REPLICATES = 1000
@@ -100,20 +113,8 @@ def train_one(
     seed: int,
     args: argparse.Namespace,
 ) -> None:
-    """One run with the recipe's defaults plus ``overrides``; skipped when finished."""
-    if (folder / "run.json").is_file():
-        print(f"skip {folder.relative_to(args.out)} (done)")
-        return
-    import numpy as np
-    import torch
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import open_dict
-
-    from recsys_lab.metrics import auc
-    from recsys_lab.runners.stage import write_json_atomic
-    from recsys_lab.runners.train import CONFIG_DIR, build, run
-
+    """One run with the recipe's defaults plus ``overrides``; skipped when finished (here, or in
+    another group with the very same overrides)."""
     every = [
         "data=movielens",
         f"data.path={args.data_path}",
@@ -129,6 +130,23 @@ def train_one(
     ]
     if args.cache_dir:
         every.append(f"data.cache_dir={args.cache_dir}")
+    if (folder / "run.json").is_file():
+        print(f"skip {folder.relative_to(args.out)} (done)")
+        return
+    same = finished_runs(args.out).get(tuple(every))
+    if same is not None:
+        print(f"skip {folder.relative_to(args.out)} (done as {same.relative_to(args.out)})")
+        return
+    import numpy as np
+    import torch
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    from recsys_lab.metrics import auc
+    from recsys_lab.runners.stage import CONFIG_DIR, write_json_atomic
+    from recsys_lab.runners.train import build, run
+
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=[*every, "callbacks.rich_progress_bar=null"])
@@ -140,8 +158,11 @@ def train_one(
     # The tested (best) checkpoint's test predictions, in the test split's fixed row order.
     datamodule, _, task = build(cfg)
     best = metrics.get("best_checkpoint")
+    best_epoch = None
     if best:
-        task.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+        state = torch.load(best, map_location="cpu", weights_only=False)
+        task.load_state_dict(state["state_dict"])
+        best_epoch = int(state["epoch"]) + 1  # Lightning counts from 0
     task.eval()
     probs, labels = [], []
     with torch.no_grad():
@@ -166,9 +187,46 @@ def train_one(
             "overrides": every,
             "wall_s": wall,
             "test_rows": int(y.numel()),
+            "best_epoch": best_epoch,
+            "dataset": dataset_name(Path(args.data_path)),
         },
     )
     print(f"{folder.relative_to(args.out)}: test/auc={metrics['test/auc']:.4f} wall={wall:.0f}s", flush=True)
+
+
+def finished_runs(out: Path) -> dict[tuple[str, ...], Path]:
+    """The overrides of every finished run under ``out`` -> its folder."""
+    return {tuple(json.loads(m.read_text())["overrides"]): m.parent for m in sorted(out.glob("*/*/run.json"))}
+
+
+def dataset_name(folder: Path) -> str:
+    """MovieLens-100K or MovieLens-1M from the files in ``folder`` (GroupLens' or RecBole's layout)."""
+    if (folder / "u.data").is_file() or (folder / "ml-100k.inter").is_file():
+        return "MovieLens-100K"
+    if (folder / "ratings.dat").is_file() or (folder / "ml-1m.inter").is_file():
+        return "MovieLens-1M"
+    inter = sorted(folder.glob("*.inter"))
+    return f"MovieLens ({inter[0].stem})" if inter else f"MovieLens ({folder.name})"
+
+
+def best_candidate(out: Path, seed: int, candidates: list[str] | None = None) -> tuple[str, list[str]] | None:
+    """The tuning sweep's winner on the time split by val AUC (seed ``seed``) among ``candidates``
+    (default: all of :data:`CANDIDATES`) and the recipe: (name, overrides), or None while one of
+    them or the recipe's own DCNv2 run is unfinished."""
+    runs = {r["variant"]: r for r in load_runs(out) if r["split"] == "time" and r["seed"] == seed}
+    recipe = [r for r in load_runs(out) if r["group"] == "tabular" and r["split"] == "time"
+              and r["variant"] == "DCNv2" and r["seed"] == seed]  # fmt: skip
+    chosen = list(CANDIDATES) if candidates is None else candidates
+    unknown = [c for c in chosen if c not in CANDIDATES]
+    if unknown:
+        raise SystemExit(f"--candidates {unknown}: not in CANDIDATES ({', '.join(CANDIDATES)})")
+    if not recipe or any(f"DCNv2, {c}" not in runs for c in chosen):
+        return None
+    val = {RECIPE: recipe[0]["metrics"]["val/auc"]} | {
+        c: runs[f"DCNv2, {c}"]["metrics"]["val/auc"] for c in chosen
+    }
+    name = max(val, key=lambda k: val[k])
+    return name, ([] if name == RECIPE else CANDIDATES[name])
 
 
 def jobs(args: argparse.Namespace) -> list[tuple[str, str, list[str], str, int | None, int]]:
@@ -198,8 +256,37 @@ def jobs(args: argparse.Namespace) -> list[tuple[str, str, list[str], str, int |
                 for h in args.histories:
                     for name in args.history_models:
                         out.append((group, name, SEQUENCE[name], args.seq_splits[0], h, seed))
+        elif group == "tuning":  # the time split's small sweep: DCNv2 per candidate setting
+            for seed in args.tune_seeds:
+                for name, o in CANDIDATES.items():
+                    if getattr(args, "candidates", None) is not None and name not in args.candidates:
+                        continue
+                    out.append((group, f"DCNv2, {name}", ["model=dcnv2", *o], "time", None, seed))
+        elif group == "tuned":  # the sweep's winner for each model of TUNED_MODELS, --seeds
+            best = best_candidate(Path(args.out), args.tune_seeds[0], getattr(args, "candidates", None))
+            if best is None:
+                print("tuned: the tuning group is unfinished; run --groups tuning first", flush=True)
+            elif not best[1]:
+                print(f"tuned: the recipe has the best val AUC ({best[0]}): nothing to run", flush=True)
+            else:
+                for seed in args.seeds:
+                    for name in TUNED_MODELS:
+                        if getattr(args, "models", None) and slug(name) not in args.models:
+                            continue
+                        out.append(
+                            (
+                                group,
+                                f"{name}, tuned ({best[0]})",
+                                [*TABULAR[name], *best[1]],
+                                "time",
+                                None,
+                                seed,
+                            )
+                        )
         else:
-            raise SystemExit(f"unknown group {group!r}: use tabular, baseline, sequence, history")
+            raise SystemExit(
+                f"unknown group {group!r}: use tabular, baseline, sequence, history, tuning, tuned"
+            )
     return out
 
 
@@ -341,6 +428,175 @@ def model_table(runs: list[dict[str, Any]], variants: list[str], boot: Bootstrap
     return lines
 
 
+def trainer_overrides(r: dict[str, Any]) -> frozenset[str]:
+    return frozenset(o for o in r["overrides"] if o.startswith("trainer."))
+
+
+def best_epoch(r: dict[str, Any]) -> int | None:
+    """The tested checkpoint's epoch (1-based): from run.json, else from the run's best.ckpt."""
+    if r.get("best_epoch") is not None:
+        return int(r["best_epoch"])
+    ckpt = r["predictions"].parent / "checkpoints" / "best.ckpt"
+    if not ckpt.is_file():
+        return None
+    import torch
+
+    return int(torch.load(ckpt, map_location="cpu", weights_only=False)["epoch"]) + 1
+
+
+def auc_cell(rs: list[dict[str, Any]], boot: Bootstrap) -> str:
+    if not rs:
+        return "—"
+    return f"{mean_sd([r['metrics']['test/auc'] for r in rs])} {boot.interval(rs)} (n={len(rs)})"
+
+
+def history_section(runs: list[dict[str, Any]], split: str, boot: Bootstrap) -> list[str]:
+    """Test AUC, its gain over DCNv2 (paired), throughput and convergence against max_history."""
+    hs = select(runs, group="history", split=split)
+    budget = trainer_overrides(hs[0])
+    if any(trainer_overrides(r) != budget for r in hs):
+        raise SystemExit(f"history runs on the {split} split differ in their trainer overrides")
+    # The sequence group's runs with the same budget are points of the curve too (first one wins).
+    seen: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for r in hs + select(runs, group="sequence", split=split):
+        if r["history"] is not None and trainer_overrides(r) == budget:
+            seen.setdefault((r["variant"], r["history"], r["seed"]), r)
+    pts = list(seen.values())
+    base = [
+        r
+        for r in select(runs, group="sequence", split=split, variant=NO_HISTORY)
+        if trainer_overrides(r) == budget
+    ]
+    full = select(runs, group="tabular", split=split, variant=NO_HISTORY)
+    models = [m for m in SEQUENCE if any(r["variant"] == m for r in pts)]
+    hists = sorted({r["history"] for r in pts})
+    at = {(m, h): [r for r in pts if r["variant"] == m and r["history"] == h] for m in models for h in hists}
+    head = ["| max_history | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    what = ", ".join(f"`{o}`" for o in sorted(budget)) or "the recipe's budget"
+    lines = [
+        f"## Does the history help, and how much of it? Test AUC against `data.max_history` ({split} split)",
+        "",
+        "DIN, HSTU and GRAB read the user's `max_history` most recent strictly earlier ratings (movie, genre,",
+        f"rating as the action); {NO_HISTORY} reads none. Training budget: {what} for every run of this",
+        "section (early stopping as in the recipe, which cannot stop a run this short), the same for the",
+        f"{NO_HISTORY} it is compared with; cells: mean ± sd over seeds, 95% interval (test rows + seeds), n seeds.",
+        "",
+    ]
+    if split == "random":
+        lines += ["Random split: the leakage note above applies to every point.", ""]
+    lines += head
+    for h in hists:
+        lines.append(f"| {h} | " + " | ".join(auc_cell(at[m, h], boot) for m in models) + " |")
+    lines += [
+        "",
+        f"Without history: {NO_HISTORY} with the same budget {auc_cell(base, boot)}; {NO_HISTORY} with the recipe "
+        f"(early stopping, up to 10 epochs) {auc_cell(full, boot)}.",
+    ]
+    for label, ref in ((f"{NO_HISTORY}, same budget", base), (f"{NO_HISTORY}, recipe", full)):
+        if not ref:
+            continue
+        lines += ["", f"Test AUC minus {label} (paired over test rows; seeds resampled):", "", *head]
+        for h in hists:
+            cells = []
+            for m in models:
+                if at[m, h]:
+                    point, ci = boot.difference(at[m, h], ref)
+                    cells.append(f"{point:+.4f} {ci}")
+                else:
+                    cells.append("—")
+            lines.append(f"| {h} | " + " | ".join(cells) + " |")
+    lines += ["", "Cost per run (training samples/s; wall s per run, training and evaluation):", "", *head]
+    for h in hists:
+        cells = [
+            f"{statistics.mean(r['metrics']['train/samples_per_s'] for r in at[m, h]):,.0f}/s; "
+            f"{statistics.mean(r['wall_s'] for r in at[m, h]):,.0f} s"
+            if at[m, h] else "—"
+            for m in models
+        ]  # fmt: skip
+        lines.append(f"| {h} | " + " | ".join(cells) + " |")
+    if base:
+        lines += ["", f"{NO_HISTORY} (same budget): {statistics.mean(r['metrics']['train/samples_per_s'] for r in base):,.0f}/s; "
+                      f"{statistics.mean(r['wall_s'] for r in base):,.0f} s per run."]  # fmt: skip
+    last = [r for r in pts + base if best_epoch(r) is not None and best_epoch(r) == r["metrics"]["epochs"]]
+    lines += [
+        "",
+        f"Convergence: in {len(last)} of {len(pts) + len(base)} runs of this section the tested (best val AUC)",
+        "checkpoint is the last epoch's, so these runs were still improving when the budget ended: they are",
+        "not converged, and the comparison is at equal (short) training, not at each model's best.",
+    ]
+    for m in models:
+        xs = [(h, r["metrics"]["test/auc"]) for h in hists for r in at[m, h]]
+        if len({h for h, _ in xs}) > 2:
+            lx = [math.log2(h) for h, _ in xs]
+            ys = [a for _, a in xs]
+            mx, my = statistics.mean(lx), statistics.mean(ys)
+            slope = sum((a - mx) * (b - my) for a, b in zip(lx, ys)) / sum((a - mx) ** 2 for a in lx)
+            lines += [
+                "",
+                f"{m}: least-squares slope of test AUC against log2(max_history): {slope:+.4f} per doubling.",
+            ]
+    return [*lines, ""]
+
+
+def tuned_section(runs: list[dict[str, Any]], boot: Bootstrap) -> list[str]:
+    """The time split's small sweep (DCNv2, seed 0) and the defaults against its winner."""
+    tuning = select(runs, group="tuning", split="time")
+    if not tuning:
+        return []
+    recipe = select(runs, group="tabular", split="time", variant=NO_HISTORY)
+    seeds = sorted({r["seed"] for r in tuning})
+    lines = [
+        "## Defaults against a tuned run (time split)",
+        "",
+        "A small tuning sweep on the leave-last-out split: DCNv2 with each setting below (seed "
+        f"{', '.join(map(str, seeds))}), and the one with the best **val** AUC (943 validation rows: a noisy pick)",
+        "is then run for DNN, DeepFM and DCNv2 and compared with the defaults (no override) on the test rows.",
+        "The settings are the random-split Optuna sweep's other best trials and FuxiCTR's usual settings.",
+        "",
+        "| setting | val AUC | test AUC | epochs (best) | overrides |",
+        "|---|---|---|---|---|",
+    ]
+    rows = [(RECIPE, r, []) for r in recipe if r["seed"] in seeds]
+    rows += [
+        (r["variant"].split(", ", 1)[1], r, CANDIDATES.get(r["variant"].split(", ", 1)[1], []))
+        for r in tuning
+    ]
+    for name, r, o in sorted(rows, key=lambda x: -x[1]["metrics"]["val/auc"]):
+        m = r["metrics"]
+        lines.append(
+            f"| {name} | {m['val/auc']:.4f} | {m['test/auc']:.4f} | {m['epochs']} ({best_epoch(r)}) | `{' '.join(o) or '—'}` |"
+        )
+    tuned = select(runs, group="tuned", split="time")
+    winner = max(rows, key=lambda x: x[1]["metrics"]["val/auc"])[0] if rows else None
+    lines.append("")
+    missing = [c for c in CANDIDATES if not any(r["variant"] == f"DCNv2, {c}" for r in tuning)]
+    if missing:
+        lines += [f"Not run (so the sweep is incomplete): {', '.join(missing)}.", ""]
+    if winner == RECIPE:
+        lines += ["The recipe has the best val AUC of the sweep: the defaults are the tuned run.", ""]
+        return lines
+    # The winner's own tuning run is its DCNv2 run of that seed (same overrides: not run twice).
+    for r in tuning:
+        if r["variant"] == f"{NO_HISTORY}, {winner}":
+            name = f"{NO_HISTORY}, tuned ({winner})"
+            if not any(t["variant"] == name and t["seed"] == r["seed"] for t in tuned):
+                tuned.append({**r, "variant": name})
+    if not tuned:
+        return [*lines, f"Best by val AUC: {winner}; its runs for the models are not finished.", ""]
+    names = list(dict.fromkeys(r["variant"] for r in tuned))
+    defaults = [r for r in select(runs, group="tabular", split="time") if r["variant"] in TUNED_MODELS]
+    lines += model_table(defaults + tuned, [*TUNED_MODELS, *names], boot)
+    lines += ["", "Defaults minus tuned (test AUC, paired over test rows; seeds resampled):", "",
+              "| model | ΔAUC | 95% interval |", "|---|---|---|"]  # fmt: skip
+    for name in TUNED_MODELS:
+        d = [r for r in defaults if r["variant"] == name]
+        t = [r for r in tuned if r["variant"].startswith(f"{name}, tuned")]
+        if d and t:
+            point, ci = boot.difference(d, t)
+            lines.append(f"| {name} | {point:+.4f} | {ci} |")
+    return [*lines, ""]
+
+
 def sweep_section(sweep: Path | None) -> list[str]:
     if sweep is None or not (sweep / "optuna.db").is_file():
         return ["(No sweep results given to the report: `--sweep <dir with optuna.db>`.)"]
@@ -374,6 +630,27 @@ def _fmt(v: Any) -> str:
     return "—" if v is None else str(v)
 
 
+# How to make the MovieLens-1M page (on the ML-100K page; ML-1M is not available offline here).
+ML1M_SECTION = [
+    "## MovieLens-1M (not run here)",
+    "",
+    "ML-1M is not available offline on this machine, so it was not run. With GroupLens' `ml-1m.zip`",
+    "unzipped (ratings.dat, users.dat, movies.dat: `::`-separated, latin-1) or RecBole's ml-1m atomic files",
+    "in `<ml-1m>`, the same page for ML-1M (docs/results/real_data_ml1m.md) is made by:",
+    "",
+    "```bash",
+    'R="python scripts/results_real_data.py run --data-path <ml-1m> --out runs/results_real_data_ml1m"',
+    "$R --groups tabular baseline                      # every tabular model, both splits, 3 seeds",
+    "$R --groups sequence history --seq-splits time --history 32 --extra trainer.max_epochs=2",
+    "python scripts/results_real_data.py report --out runs/results_real_data_ml1m --page docs/results/real_data_ml1m.md",
+    "```",
+    "",
+    "The recipe was tuned on ML-100K only; at 10× the data, re-run the sweep with `data.path=<ml-1m>`",
+    "(and another `task_name`) before trusting its settings there.",
+    "",
+]
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     out = Path(args.out)
     runs = load_runs(out)
@@ -385,17 +662,26 @@ def cmd_report(args: argparse.Namespace) -> None:
     recipe = (REPO / "conf" / "recipe" / "movielens.yaml").read_text()
     recipe_body = "\n".join(line for line in recipe.splitlines() if not line.lstrip().startswith("#"))
     rows = {r["split"]: r["test_rows"] for r in runs}
+    # Runs written before run.json named the dataset were all MovieLens-100K.
+    names = sorted({r.get("dataset", "MovieLens-100K") for r in runs})
+    if len(names) > 1:
+        raise SystemExit(f"{out} mixes datasets ({', '.join(names)}): give each its own --out")
+    ds = names[0]
     total_wall = sum(r["wall_s"] for r in runs)
     lines = [
         "# Real data: MovieLens",
         "",
         "Generated by `scripts/results_real_data.py report` from run outputs; do not edit by hand.",
-        "MovieLens-100K as a CTR task (rating ≥ 4 is a click; features user, movie, gender, age,",
-        "occupation, zip, first genre, year; histories: the user's strictly earlier ratings),",
-        "read from RecBole's atomic files (`recbole==1.2.1`, `recbole/dataset_example/ml-100k/`).",
+        f"{ds} as a CTR task (rating ≥ 4 is a click; features user, movie, gender, age,",
+        "occupation, zip, first genre, year; histories: the user's strictly earlier ratings)"
+        + (
+            ",\nread from RecBole's atomic files (`recbole==1.2.1`, `recbole/dataset_example/ml-100k/`)."
+            if ds == "MovieLens-100K"
+            else "."
+        ),
         f"Test rows: {', '.join(f'{k} {v:,}' for k, v in sorted(rows.items()))}.",
         "",
-        "Every run is `python -m recsys_lab.train data=movielens data.path=<ml-100k> data.split=<split>` plus",
+        "Every run is `python -m recsys_lab.train data=movielens data.path=<folder> data.split=<split>` plus",
         "only the overrides in its row (and `seed`, `num_threads=1`, `logger=none`): the defaults are",
         "those of `data=movielens`, i.e. conf/recipe/movielens.yaml, which conf/train.yaml selects for",
         "`data=movielens` (docs/data.md):",
@@ -415,8 +701,14 @@ def cmd_report(args: argparse.Namespace) -> None:
         "## How these numbers were made",
         "",
         "```bash",
-        "pip download --no-deps recbole==1.2.1 -d /tmp/recbole",
-        "unzip -j /tmp/recbole/recbole-1.2.1-py3-none-any.whl 'recbole/dataset_example/ml-100k/*' -d /tmp/ml-100k",
+        *(
+            [
+                "pip download --no-deps recbole==1.2.1 -d /tmp/recbole",
+                "unzip -j /tmp/recbole/recbole-1.2.1-py3-none-any.whl 'recbole/dataset_example/ml-100k/*' -d /tmp/ml-100k",
+            ]
+            if ds == "MovieLens-100K"
+            else []
+        ),
         *(
             args.command
             or [
@@ -433,12 +725,13 @@ def cmd_report(args: argparse.Namespace) -> None:
         rs = select(runs, group="tabular", split=split) + select(runs, group="baseline", split=split)
         if not rs:
             continue
-        lines += [f"## MovieLens-100K, {SPLIT_NAMES[split]}", ""]
-        if split == "random":
+        lines += [f"## {ds}, {SPLIT_NAMES[split]}", ""]
+        if split == "random" and ds == "MovieLens-100K":
             lines += [f"Reference: {REFERENCE}: test AUC {REFERENCE_AUC}, with embedding 16, batch 1024, MLP",
                       "[400,400,400], up to 10 epochs, lr × 0.1 on a plateau, early stopping with patience 2.", ""]  # fmt: skip
         lines += model_table(rs, [*TABULAR, *BASELINE], boot)
         lines.append("")
+    lines += tuned_section(runs, boot)
     # -- sequence
     seq = select(runs, group="sequence")
     for split in sorted({r["split"] for r in seq}):
@@ -480,76 +773,17 @@ def cmd_report(args: argparse.Namespace) -> None:
             ]
         lines.append("")
     # -- history sweep
-    hs = select(runs, group="history")
-    if hs:
-        split = hs[0]["split"]
-        base = select(runs, group="sequence", split=split, variant=NO_HISTORY)
-        # The sequence section's runs of the same models (same settings) are points of the curve too.
-        same = {o for r in hs for o in r["overrides"] if o.startswith("trainer.")}
-        hs += [
-            r
-            for r in select(runs, group="sequence", split=split)
-            if r["variant"] in {x["variant"] for x in hs}
-            and {o for o in r["overrides"] if o.startswith("trainer.")} == same
-        ]
-        lines += [f"## Test AUC against `data.max_history` ({split} split)", ""]
-        if split == "random":
-            lines += ["Random split: the leakage note above applies to every point.", ""]
-        models = [m for m in SEQUENCE if any(r["variant"] == m for r in hs)]
-        lines += ["| max_history | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
-        for h in sorted({r["history"] for r in hs}):
-            cells = []
-            for m in models:
-                rs = [r for r in hs if r["variant"] == m and r["history"] == h]
-                cells.append(
-                    f"{mean_sd([r['metrics']['test/auc'] for r in rs])} {boot.interval(rs)}" if rs else "—"
-                )
-            lines.append(f"| {h} | " + " | ".join(cells) + " |")
-        if base:
-            lines.append(
-                f"| none ({NO_HISTORY}) | {mean_sd([r['metrics']['test/auc'] for r in base])} {boot.interval(base)} |"
-                + " |" * (len(models) - 1)
-            )
-        for m in models:
-            pts = sorted((r["history"], r["metrics"]["test/auc"]) for r in hs if r["variant"] == m)
-            if len({h for h, _ in pts}) > 2:
-                lx = [math.log2(h) for h, _ in pts]
-                ys = [a for _, a in pts]
-                mx, my = statistics.mean(lx), statistics.mean(ys)
-                slope = sum((a - mx) * (b - my) for a, b in zip(lx, ys)) / sum((a - mx) ** 2 for a in lx)
-                lines += [
-                    "",
-                    f"{m}: least-squares slope of test AUC against log2(max_history): {slope:+.4f} per doubling.",
-                ]
-        walls = {
-            h: statistics.mean(r["wall_s"] for r in hs if r["history"] == h)
-            for h in sorted({r["history"] for r in hs})
-        }
-        lines += [
-            "",
-            "Mean wall time per run: " + ", ".join(f"h={h}: {w:.0f} s" for h, w in walls.items()) + ".",
-            "",
-        ]
+    for split in sorted({r["split"] for r in select(runs, group="history")}):
+        lines += history_section(runs, split, boot)
     # -- tuning
     lines += ["## Tuning recipe", "", "`conf/sweep/optuna_movielens.yaml` (Optuna TPE, maximising val AUC; the test split is never seen):", "", "```bash"]  # fmt: skip
     lines += [args.sweep_command or "python -m recsys_lab.train sweep=optuna_movielens data.path=/tmp/ml-100k data.split=random model=dcnv2 num_threads=1", "```", ""]  # fmt: skip
     lines += sweep_section(Path(args.sweep) if args.sweep else None)
     lines += [*(Path(args.notes).read_text().strip().splitlines() if args.notes else []), ""]
     # -- ML-1M
+    if ds == "MovieLens-100K":
+        lines += ML1M_SECTION
     lines += [
-        "## MovieLens-1M (not run here)",
-        "",
-        "ML-1M is not available offline on this machine, so it was not run. With GroupLens' `ml-1m.zip`",
-        "unzipped (ratings.dat, users.dat, movies.dat) or RecBole's ml-1m atomic files, the same page is:",
-        "",
-        "```bash",
-        "python scripts/results_real_data.py run --data-path <ml-1m> --out runs/results_real_data_ml1m",
-        "python scripts/results_real_data.py report --out runs/results_real_data_ml1m --page docs/results/real_data_ml1m.md",
-        "```",
-        "",
-        "The recipe was tuned on ML-100K only; at 10× the data, re-run the sweep with `data.path=<ml-1m>`",
-        "(and another `task_name`) before trusting its settings there.",
-        "",
         "## Per run",
         "",
         "| run | test AUC | test rows | val AUC | epochs | wall s |",
@@ -585,6 +819,13 @@ def main() -> None:
     r.add_argument("--histories", type=int, nargs="*", default=[8, 32, 128, 256])
     r.add_argument("--history-models", nargs="*", default=["DIN", "GRAB"])
     r.add_argument("--history-seeds", type=int, nargs="*", default=[0])
+    r.add_argument("--tune-seeds", type=int, nargs="*", default=[0], help="seeds of the tuning group")
+    r.add_argument(
+        "--candidates",
+        nargs="*",
+        default=None,
+        help="the tuning group's settings (names in CANDIDATES; default all)",
+    )
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--extra", nargs="*", default=[], help="more Hydra overrides for every run")
     r.set_defaults(func=cmd_run)

@@ -59,8 +59,6 @@ RUNNER_IMPORTERS = {
     "federate.py",
     "scaling/__main__.py",
     "callbacks.py",
-    # The streaming runner moves into runners/ on the `tasks` branch of issue 17 (drop this then).
-    "streaming.py",
 }
 
 

@@ -101,3 +101,53 @@ def test_run_skips_finished_runs_and_lists_jobs(script, tmp_path, monkeypatch, c
     assert len(jobs) == 2 * 2 * len(script.TABULAR) + len(script.SEQUENCE) + 2
     assert ("sequence", "DCNv2", ["model=dcnv2"], "time", None, 0) in jobs  # no history for the baseline
     assert ("history", "GRAB", script.SEQUENCE["GRAB"], "time", 256, 0) in jobs
+
+
+def test_ml_1m_layout_runs_and_reports(script, tmp_path, monkeypatch):
+    """GroupLens' ML-1M files (ratings.dat, users.dat, movies.dat with ``::``): the script trains on
+    them and the page names MovieLens-1M (tiny generated files; no MovieLens data in the repo)."""
+    from tests.data.rawfiles import write_movielens
+
+    folder = write_movielens(tmp_path / "ml-1m", "ml-1m")
+    assert script.dataset_name(folder) == "MovieLens-1M"
+    out = tmp_path / "runs"
+    argv = ["x", "run", "--data-path", str(folder), "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
+            "--groups", "tabular", "--splits", "time", "--seeds", "0", "--models", "dnn", "--extra", "debug=tiny"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    script.main()
+    meta = json.loads((script.run_dir(out, "tabular", "time", "DNN", None, 0) / "run.json").read_text())
+    assert meta["dataset"] == "MovieLens-1M" and meta["best_epoch"] >= 1
+    page = tmp_path / "ml1m.md"
+    monkeypatch.setattr(
+        sys, "argv", ["x", "report", "--out", str(out), "--page", str(page), "--replicates", "50"]
+    )
+    script.main()
+    text = page.read_text()
+    assert "MovieLens-1M as a CTR task" in text and "## MovieLens-1M, per-user leave-last-out" in text
+    assert "| DNN | 1 |" in text and "MovieLens-100K" not in text and "FuxiCTR" not in text
+
+
+def test_tuning_picks_the_best_val_auc_and_the_tuned_section(script, tmp_path):
+    out = tmp_path / "runs"
+    fake_run(script, out, "tabular", "DCNv2", "time", None, 0, 0.3)  # the recipe's own run
+    for i, name in enumerate(script.CANDIDATES):
+        fake_run(script, out, "tuning", f"DCNv2, {name}", "time", None, 0, 0.1 + 0.2 * i)
+    args = script.main.__globals__["argparse"].Namespace(
+        groups=["tuned"], out=out, tune_seeds=[0], seeds=[0, 1]
+    )
+    last = list(script.CANDIDATES)[-1]  # the strongest signal, so the best val AUC
+    jobs = script.jobs(args)
+    assert len(jobs) == 2 * len(script.TUNED_MODELS)
+    assert ("tuned", f"DNN, tuned ({last})", ["model=dnn", *script.CANDIDATES[last]], "time", None, 1) in jobs
+    runs = script.load_runs(out)
+    text = "\n".join(script.tuned_section(runs, script.Bootstrap(50)))
+    assert "## Defaults against a tuned run (time split)" in text
+    # the winner's own tuning run is the tuned DCNv2 of seed 0: defaults minus tuned is negative here
+    assert f"| DCNv2, tuned ({last}) | 1 |" in text
+    assert next(line for line in text.splitlines() if line.startswith("| DCNv2 | -"))
+    # an identical finished run in another group counts as done
+    assert tuple(
+        json.loads((script.run_dir(out, "tabular", "time", "DCNv2", None, 0) / "run.json").read_text())[
+            "overrides"
+        ]
+    ) in script.finished_runs(out)

@@ -144,7 +144,7 @@ def plan(cfg: DictConfig, run: TrainedRun, data_cfg: DictConfig) -> tuple[DataMo
                 ev.loaders[s] = _split_loader(data, s)
             ev.info["eval/encoding"] = "training cache"
             return data, ev
-        encoder = TabularEncoder(trained.spec(), trained.cache_path, trained.max_history())
+        encoder = TabularEncoder(trained.spec(), trained.cache_path, trained.history_limit())
         sources = data.sources(files)
         rules = data.split_rules(sources) if rows == "splits" else None
         targets = splits if rows == "splits" else ["test"]

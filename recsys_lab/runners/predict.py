@@ -138,7 +138,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         source = data.serving_source(path)
         layout = source.layout
         with_id = ID_COLUMN in layout.columns
-        encoder = TabularEncoder(data.spec(), data.cache_path, data.max_history())  # type: ignore[arg-type]
+        encoder = TabularEncoder(data.spec(), data.cache_path, data.history_limit())  # type: ignore[arg-type]
         blocks = encode_blocks(
             encoder, source, report, block_bytes=block_bytes, id_column=ID_COLUMN if with_id else None
         )

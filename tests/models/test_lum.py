@@ -215,9 +215,7 @@ def test_clear_errors():
 
 
 def test_config_targets_the_model_with_its_defaults():
-    cfg = OmegaConf.to_object(OmegaConf.load(Path(__file__).parents[2] / "conf" / "model" / "lum.yaml"))[
-        "model"
-    ]
+    cfg = OmegaConf.to_object(OmegaConf.load(Path(__file__).parents[2] / "conf" / "model" / "lum.yaml"))
     assert cfg.pop("_target_") == "recsys_lab.models.lum.LUM"
     params = inspect.signature(LUM.__init__).parameters
     assert set(cfg) == set(params) - {"self", "schema", "embedding"}

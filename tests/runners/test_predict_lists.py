@@ -113,7 +113,7 @@ def test_encoding_list_columns_reproduces_the_cache(tmp_path, hash_buckets):
         min_count=2,
     )
     data.setup()
-    encoder = TabularEncoder(data.spec(), data.cache_path, data.max_history())
+    encoder = TabularEncoder(data.spec(), data.cache_path, data.history_limit())
     sources = data.sources(data.input_files())
     rules = data.split_rules(sources)
     for code, split in enumerate(SPLITS):
@@ -198,7 +198,7 @@ def test_malformed_list_rows_are_kept_with_their_reason_and_unseen_values_go_to_
     assert errors[9].startswith("bad_value: hist_time") and "not a number" in errors[9]
     assert out["score"].null_count() == 2 and out.filter(pl.col("error").is_null()).height == 18
     run = load_trained(ckpt)
-    encoder = TabularEncoder(run.data.spec(), run.data.cache_path, run.data.max_history())
+    encoder = TabularEncoder(run.data.spec(), run.data.cache_path, run.data.history_limit())
     source = run.data.serving_source(tmp_path / "x.csv")
     rows = [b.rows for b in encode_blocks(encoder, source, BadRowReport("tabular"))]
     row = rows[0].batch(9, 10)  # line 13 is the 10th good row (lines 6 and 9 are bad)

@@ -216,7 +216,7 @@ class TabularEncoder:
     Args:
         spec: the dataset's features (``datamodule.spec()`` of the training config).
         folder: the training run's cache folder (``datamodule.cache_path``).
-        max_history: history events kept per row (``datamodule.max_history()``; None = all).
+        max_history: history events kept per row (``datamodule.history_limit()``; None = all).
     """
 
     def __init__(self, spec: TabularSpec, folder: Path, max_history: int | None = None) -> None:
@@ -475,7 +475,7 @@ class MovieLensEncoder:
         folder = data.cache_path
         assert folder is not None, "open the training cache first"
         self.data = data
-        self.max_history = data.max_history()
+        self.max_history = data.history_limit()
         self.click_threshold = data.click_threshold
         name = str(data.manifest["config"]["variant"])
         self.variant = VARIANTS[name] if name in VARIANTS else None
