@@ -42,7 +42,12 @@ ABLATIONS = {
 
 
 def world_knobs(args: argparse.Namespace, seed: int) -> list[str]:
-    return [f"data.preset={args.preset}", f"data.world.seed={seed}", f"data.world.num_users={args.users}"]
+    return [
+        f"data.preset={args.preset}",
+        f"data.world.seed={seed}",
+        f"data.world.num_users={args.users}",
+        f"data.world.num_days={args.days}",
+    ]
 
 
 def run_seed(args: argparse.Namespace, seed: int) -> None:
@@ -99,7 +104,7 @@ def fm_on_vm_days(args: argparse.Namespace, seed: int) -> list[dict]:
 
     pdir = args.out / f"seed{seed}"
     das = np.load(pdir / "das" / "fm_predictions.npz")
-    spec = WorldSpec.from_preset(args.preset, {"seed": seed, "num_users": args.users})
+    spec = WorldSpec.from_preset(args.preset, {"seed": seed, "num_users": args.users, "num_days": args.days})
     log = World(spec).generate_all()
     rows = das["log_row"]
     day = log.ts[rows] // DAY
@@ -131,7 +136,7 @@ def report(args: argparse.Namespace) -> list[str]:
     lines = [
         "Claim (ExFM paper): VMs distilling the FM beat VMs without it; the auxiliary head beats "
         "distilling into the serving head; the adapter helps most when the FM is stale. Set-up: "
-        f"world preset `{args.preset}` with {args.users:,} users, a new world per seed (`data.world.seed`); "
+        f"world preset `{args.preset}` with {args.users:,} users over {args.days} days, a new world per seed (`data.world.seed`); "
         f"FM: every domain, {args.fm_history}-event history, trained on the days before t − δ (δ = "
         f"{args.delta}) with early stopping on validation LogLoss (patience 1, cap {args.fm_max_epochs} "
         f"epochs); VMs: domains {args.verticals}, no history, one prequential pass over the last "
@@ -205,6 +210,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--users", type=int, default=3000)
+    ap.add_argument("--days", type=int, default=14, help="days of the world (data.world.num_days)")
     ap.add_argument("--delta", type=int, default=1)
     ap.add_argument("--stream-days", type=int, default=4)
     ap.add_argument("--verticals", type=int, nargs="+", default=[1, 2])

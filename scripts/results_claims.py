@@ -183,6 +183,55 @@ def _conv_bh(out: Path) -> tuple[str, str] | None:
     )
 
 
+def _conv_exfm(out: Path) -> tuple[str, str] | None:
+    f = out / "exfm" / "summary.json"
+    if not f.is_file():
+        return None
+    r = json.loads(f.read_text()).get("vm_aux-vm_none")
+    if not r:
+        return None
+    return (
+        f"ΔAUC aux head − no FM, FM early-stopped and stronger than the VMs on their rows "
+        f"(`python scripts/claims_exfm.py`): {r['mean']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}] ({r['n']})",
+        f"{r['verdict']} ([results/claims.md](results/claims.md#exfm-with-a-stronger-fm))",
+    )
+
+
+def _conv_mixers(out: Path) -> tuple[str, str] | None:
+    f = out / "mixers" / "summary.json"
+    if not f.is_file():
+        return None
+    r = json.loads(f.read_text())
+    moved = (
+        f"; mixing moved {r['moved']:.2f} initial sds, {r['destinations_changed']:.0%} of destinations changed"
+        if "moved" in r
+        else ""
+    )
+    return (
+        f"ΔAUC UniMixer − RankMixer at matched parameters, annealed over a stated budget "
+        f"(`python scripts/claims_mixers.py`): {r['mean']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}] "
+        f"({r['n']}){moved}",
+        f"{r['verdict']} ([results/claims.md](results/claims.md#unimixer-vs-rankmixer))",
+    )
+
+
+def _conv_amtl(out: Path) -> tuple[str, str] | None:
+    f = out / "amtl" / "summary.json"
+    if not f.is_file():
+        return None
+    r = json.loads(f.read_text())
+    link = "([results/claims.md](results/claims.md#amtl-penalty-sweep))"
+    if "equal_auc" not in r:
+        return "penalty sweep (`python scripts/claims_amtl.py`): no equal-AUC point found", f"– {link}"
+    e = r["equal_auc"]
+    m, lo, hi = e["saved"]
+    return (
+        f"values saved at the equal-AUC point `{e['variant']}` (`python scripts/claims_amtl.py`): "
+        f"{m:.3f} [{lo:.3f}, {hi:.3f}]",
+        f"{e['verdict']} (against 0.6) {link}",
+    )
+
+
 CLAIMS = [
     Claim(
         "grab_cama",
@@ -223,6 +272,7 @@ CLAIMS = [
         "tests/claims/test_unimixer_claim.py",
         _unimixer,
         "python scripts/results_mixers.py --logit-lr-scale 10 --epochs 5",
+        converged=_conv_mixers,
     ),
     Claim(
         "apg",
@@ -256,6 +306,7 @@ CLAIMS = [
         _amtl,
         "python scripts/results_embeddings.py --studies amtl",
         paper=0.6,
+        converged=_conv_amtl,
     ),
     Claim(
         "pcf_gnn",
@@ -277,6 +328,7 @@ CLAIMS = [
         "tests/claims/test_exfm_claim.py",
         _exfm,
         "python scripts/results_streaming.py --only exfm --fm-batches 0",
+        converged=_conv_exfm,
     ),
     Claim(
         "ocarm",
