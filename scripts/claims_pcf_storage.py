@@ -173,6 +173,10 @@ def report(out: Path, seed: int, command: str) -> list[str]:
         "embeddings page's runs (4 pairs, 10k rows) found the GNN 11.7× (synthetic) and 55.6× "
         "(synthetic_criteo) larger: the storage claim holds only in the regime where the paper works "
         "(many pairs, billions of rows).",
+        "",
+        "AUC at these points was not measured in this session (CPU budget); the pipeline that measures "
+        "it at one point (4 pairs, with the unseen-pair split) is `python scripts/results_embeddings.py "
+        "--studies pcf --datasets synthetic --num-train 300000 --epochs 3`.",
     ]
     _plot(results, out)
     from recsys_lab.utils import write_json_atomic
