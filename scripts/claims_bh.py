@@ -133,7 +133,7 @@ def report(args: argparse.Namespace) -> list[str]:
             f"| {name} | {name[4:]} | {rs[0]['table']:,} | {rs[0]['ratio']:.0f}× | {len(rs)} | "
             f"{aucs} | {per} | {fmt_interval(m, lo, hi, 3)} |"
         )
-        verdicts[name] = (rs[0]["ratio"], m, lo, hi, len(rs))
+        verdicts[name] = (rs[0]["ratio"], m, lo, hi, len(rs), sum(r["kept_lo"] >= 0.99 for r in rs))
     w = [x for x in walls if not math.isnan(x)]
     lines += [
         "",
@@ -147,7 +147,7 @@ def report(args: argparse.Namespace) -> list[str]:
         f"per run: {epochs}; runs that hit the epoch cap: {capped}.",
         "",
     ]
-    for ratio, m, lo, hi, n in verdicts.values():
+    for ratio, m, lo, hi, n, above in verdicts.values():
         if n < 2:
             v = "one seed: no interval"
         elif lo >= 0.99:
@@ -156,7 +156,10 @@ def report(args: argparse.Namespace) -> list[str]:
             v = "not reproduced (interval below 0.99)"
         else:
             v = "inconclusive (interval contains 0.99)"
-        lines.append(f"- {ratio:.0f}×: kept lift {fmt_interval(m, lo, hi, 3)} over {n} seeds — **{v}**.")
+        lines.append(
+            f"- {ratio:.0f}×: kept lift {fmt_interval(m, lo, hi, 3)} over {n} seeds — **{v}**; the "
+            f"bootstrap interval over test rows lies above 0.99 in {above} of {n} seeds."
+        )
     write_json_summary(args, verdicts)
     return lines
 
@@ -166,7 +169,10 @@ def write_json_summary(args: argparse.Namespace, verdicts: dict) -> None:
 
     write_json_atomic(
         args.out / "summary.json",
-        {k: dict(zip(["ratio", "mean", "low", "high", "n"], v, strict=True)) for k, v in verdicts.items()},
+        {
+            k: dict(zip(["ratio", "mean", "low", "high", "n", "seeds_above"], v, strict=True))
+            for k, v in verdicts.items()
+        },
     )
 
 

@@ -159,7 +159,11 @@ def report(out: Path, seed: int, command: str) -> list[str]:
                 txt = "not run"
             crosses.append({"max_vocab": v, "pairs": p, "crossover_rows": c, "text": txt})
             lines.append(f"| {v:,} | {p} | " + " | ".join(cells) + f" | {txt} |")
+    wall = sum(r["seconds"] for r in results.values())
     lines += [
+        "",
+        f"Wall time: {wall / 60:.1f} min for the {len(results)} (rows, vocab) points (generation and "
+        "counting, one thread, shared CPU).",
         "",
         "![stored values against training rows](claims_pcf_storage.png)",
         "",
