@@ -34,9 +34,11 @@ T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8:
 
 def train(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
     """Train one run into ``run_dir`` (skipped when its ``metrics.json`` exists; continued from
-    ``checkpoints/last.ckpt`` when a previous attempt was interrupted). Adds ``wall_s``."""
+    ``checkpoints/last.ckpt`` when a previous attempt was interrupted; skipped, returning ``{}``,
+    while another process of a parallel invocation holds the run's folder). Writes ``wall_s.txt``."""
     from hydra import compose, initialize_config_dir
 
+    from recsys_lab.runners.stage import RunLockedError
     from recsys_lab.train import CONFIG_DIR, run
 
     metrics_file = run_dir / "metrics.json"
@@ -48,7 +50,11 @@ def train(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[*overrides, *extra])
     t0 = time.time()
-    metrics = dict(run(cfg))
+    try:
+        metrics = dict(run(cfg))
+    except RunLockedError as e:  # a parallel invocation of the study is training this run
+        print(f"skipped (running elsewhere): {e}", flush=True)
+        return {}
     wall = time.time() - t0
     (run_dir / "wall_s.txt").write_text(f"{wall:.1f}\n")
     print(f"[{wall:7.1f}s] {run_dir}: test/auc={metrics.get('test/auc'):.4f}", flush=True)
