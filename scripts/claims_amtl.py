@@ -155,7 +155,8 @@ def report(args: argparse.Namespace) -> list[str]:
         "- The sweep is coarse (the penalties above only); the equal-AUC point with the most savings lies "
         "between the largest equal-AUC penalty and the next one. A finer sweep: "
         "`python scripts/claims_amtl.py --penalties 0 0.01 0.03 0.1 0.5`.",
-        f"- Wall time: {sum(walls) / 60:.0f} min over {len(walls)} runs; epochs per run: {epochs}.",
+        f"- Wall time: {sum(walls) / 60:.0f} min over {len(walls)} runs; epochs per run: {epochs} "
+        f"(runs that hit the {args.max_epochs}-epoch cap: {sum(e == args.max_epochs for e in epochs)}).",
     ]
     from recsys_lab.utils import write_json_atomic
 
@@ -179,6 +180,7 @@ def main() -> None:
     args.command = "python scripts/claims_amtl.py " + " ".join(
         a for a in sys.argv[1:] if a != "--report-only"
     )
+    args.command = args.command.strip()
     if not args.report_only:
         for s in args.seeds:
             full = train(args.out / "full" / f"seed{s}", [*base(args, s), "embedding=full"])

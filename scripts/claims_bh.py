@@ -179,8 +179,8 @@ def write_json_summary(args: argparse.Namespace, verdicts: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--num-train", type=int, default=300_000)
-    ap.add_argument("--num-eval", type=int, default=50_000)
+    ap.add_argument("--num-train", type=int, default=100_000)
+    ap.add_argument("--num-eval", type=int, default=20_000)
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--max-epochs", type=int, default=8)
     ap.add_argument("--resamples", type=int, default=200)
@@ -191,6 +191,7 @@ def main() -> None:
     args.command = "python scripts/claims_bh.py " + " ".join(
         a for a in sys.argv[1:] if a not in ("--report-only",)
     )
+    args.command = args.command.strip()
     if not args.report_only:
         for seed in args.seeds:
             for name in args.variants:

@@ -209,7 +209,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--preset", default="tiny")
-    ap.add_argument("--users", type=int, default=3000)
+    ap.add_argument("--users", type=int, default=4000)
     ap.add_argument("--days", type=int, default=14, help="days of the world (data.world.num_days)")
     ap.add_argument("--delta", type=int, default=1)
     ap.add_argument("--stream-days", type=int, default=4)
@@ -223,6 +223,7 @@ def main() -> None:
     args.command = "python scripts/claims_exfm.py " + " ".join(
         a for a in sys.argv[1:] if a != "--report-only"
     )
+    args.command = args.command.strip()
     if not args.report_only:
         for s in args.seeds:
             run_seed(args, s)
