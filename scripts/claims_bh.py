@@ -143,6 +143,7 @@ def report(args: argparse.Namespace) -> list[str]:
         "never in the training rows, so the full table's rare rows stay near their initialisation or "
         "over-fit, while BH's shared block rows pool them like a regulariser. It does not mean the "
         "compression adds information; the full table is the weaker baseline at this data size.",
+        "",
         f"Wall time: {sum(w) / 60:.0f} min over {len(w)} runs (shared CPU, one thread each); epochs run "
         f"per run: {epochs}; runs that hit the epoch cap: {capped}.",
         "",
