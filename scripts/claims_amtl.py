@@ -28,7 +28,15 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from scripts.claims_page import write_section  # noqa: E402
-from scripts.claims_runs import EARLY_STOP, fmt_interval, t_interval, test_predictions, train, wall_s  # noqa: E402
+from scripts.claims_runs import (  # noqa: E402
+    command_line,
+    fmt_interval,
+    synthetic_overrides,
+    t_interval,
+    test_predictions,
+    train,
+    wall_s,
+)
 
 MODEL = ["model=dcnv2", "model.num_cross_layers=2", "model.hidden_units=[128,64]"]
 
@@ -45,17 +53,7 @@ def variants(args: argparse.Namespace) -> dict[str, list[str]]:
 
 
 def base(args: argparse.Namespace, seed: int) -> list[str]:
-    return [
-        "data=synthetic",
-        f"data.num_train={args.num_train}",
-        f"data.num_val={args.num_eval}",
-        f"data.num_test={args.num_eval}",
-        f"data.batch_size={args.batch_size}",
-        *MODEL,
-        f"seed={seed}",
-        f"trainer.max_epochs={args.max_epochs}",
-        *EARLY_STOP,
-    ]
+    return synthetic_overrides(args, seed, data=[], model=MODEL)
 
 
 def report(args: argparse.Namespace) -> list[str]:
@@ -82,7 +80,7 @@ def report(args: argparse.Namespace) -> list[str]:
             p, yy = test_predictions(d)
             if not torch.equal(y, yy):
                 raise RuntimeError(f"{d}: test labels differ from the full-table run's")
-            lo, hi = bootstrap_interval(auc, p, y, baseline=pf, num_resamples=args.resamples)
+            lo, hi = bootstrap_interval(auc, p, y, baseline=pf, replicates=args.resamples)
             stored = m.get("params/embedding_stored", m["params/embedding"])
             rows[n].append(
                 {"seed": s, "saved": 1 - stored / fm["params/embedding"], "delta": auc(p, y) - auc(pf, y)}
@@ -190,10 +188,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "claims" / "amtl")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
-    args.command = "python scripts/claims_amtl.py " + " ".join(
-        a for a in sys.argv[1:] if a != "--report-only"
-    )
-    args.command = args.command.strip()
+    args.command = command_line("claims_amtl.py")
     if not args.report_only:
         for s in args.seeds:
             full = train(args.out / "full" / f"seed{s}", [*base(args, s), "embedding=full"])

@@ -30,7 +30,15 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from scripts.claims_page import write_section  # noqa: E402
-from scripts.claims_runs import EARLY_STOP, fmt_interval, t_interval, test_predictions, train, wall_s  # noqa: E402
+from scripts.claims_runs import (  # noqa: E402
+    command_line,
+    fmt_interval,
+    synthetic_overrides,
+    t_interval,
+    test_predictions,
+    train,
+    wall_s,
+)
 
 VOCABS = [10, 23, 55, 129, 302, 707, 1657, 3884, 9103, 21334, 1 << 20]  # c1..c11; user field 1001
 TOTAL_V = sum(VOCABS) + 1001
@@ -44,18 +52,8 @@ MODEL = ["model=dcnv2", "model.num_cross_layers=2", "model.hidden_units=[128,64]
 
 
 def overrides(args: argparse.Namespace, seed: int) -> list[str]:
-    return [
-        "data=synthetic",
-        f"data.vocab_sizes=[{','.join(map(str, VOCABS))}]",
-        f"data.num_train={args.num_train}",
-        f"data.num_val={args.num_eval}",
-        f"data.num_test={args.num_eval}",
-        f"data.batch_size={args.batch_size}",
-        *MODEL,
-        f"seed={seed}",
-        f"trainer.max_epochs={args.max_epochs}",
-        *EARLY_STOP,
-    ]
+    vocabs = f"data.vocab_sizes=[{','.join(map(str, VOCABS))}]"
+    return synthetic_overrides(args, seed, data=[vocabs], model=MODEL)
 
 
 def report(args: argparse.Namespace) -> list[str]:
@@ -83,7 +81,7 @@ def report(args: argparse.Namespace) -> list[str]:
             if not torch.equal(y, yb):
                 raise RuntimeError(f"{d}: test labels differ from the full-table run's (same seed)")
             a = auc(pb, y)
-            lo, hi = bootstrap_interval(auc, pb, y, baseline=pf, num_resamples=args.resamples)
+            lo, hi = bootstrap_interval(auc, pb, y, baseline=pf, replicates=args.resamples)
             rows[name].append(
                 {
                     "seed": seed,
@@ -189,10 +187,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "claims" / "bh")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
-    args.command = "python scripts/claims_bh.py " + " ".join(
-        a for a in sys.argv[1:] if a not in ("--report-only",)
-    )
-    args.command = args.command.strip()
+    args.command = command_line("claims_bh.py")
     if not args.report_only:
         for seed in args.seeds:
             for name in args.variants:

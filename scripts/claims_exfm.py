@@ -31,7 +31,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 from scripts.claims_page import write_section  # noqa: E402
-from scripts.claims_runs import EARLY_STOP, fmt_interval, t_interval  # noqa: E402
+from scripts.claims_runs import EARLY_STOP, command_line, fmt_interval, t_interval  # noqa: E402
 
 ABLATIONS = {
     "vm_none": "no FM",
@@ -224,10 +224,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "claims" / "exfm")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
-    args.command = "python scripts/claims_exfm.py " + " ".join(
-        a for a in sys.argv[1:] if a != "--report-only"
-    )
-    args.command = args.command.strip()
+    args.command = command_line("claims_exfm.py")
     if not args.report_only:
         for s in args.seeds:
             run_seed(args, s)

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from scripts.claims_page import write_section  # noqa: E402
-from scripts.claims_runs import fmt_interval, t_interval, test_predictions, train, wall_s  # noqa: E402
+from scripts.claims_runs import command_line, fmt_interval, t_interval, test_predictions, train, wall_s  # noqa: E402
 
 FAMILIES = ["rankmixer", "unimixer"]
 FIXED_BUDGET = [
@@ -107,14 +107,18 @@ def report(args: argparse.Namespace) -> list[str]:
             raise RuntimeError(f"seed {s}: the two families' test labels differ")
         a = {f: auc(p, y) for f, (p, _) in preds.items()}
         lo, hi = bootstrap_interval(
-            auc, preds["unimixer"][0], y, baseline=preds["rankmixer"][0], num_resamples=args.resamples
+            auc, preds["unimixer"][0], y, baseline=preds["rankmixer"][0], replicates=args.resamples
         )
         per_seed.append((s, a["unimixer"] - a["rankmixer"], lo, hi))
         for f in FAMILIES:
             aucs[f].append(a[f])
             walls.append(wall_s(dirs[f]) or 0.0)
             curves[(f, s)] = curve(dirs[f], args.epochs)
-        mv = rm.mixing_movement(json.loads((dirs["unimixer"] / "metrics.json").read_text()))
+        metrics = json.loads((dirs["unimixer"] / "metrics.json").read_text())
+        best = Path(metrics.get("best_checkpoint") or "")
+        if not best.is_file():  # the study's folder was moved since the run: the run's own copy
+            metrics["best_checkpoint"] = str(dirs["unimixer"] / "checkpoints" / best.name)
+        mv = rm.mixing_movement(metrics)
         if mv:
             moves.append(mv)
     lines = [
@@ -224,10 +228,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "claims" / "mixers")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
-    args.command = "python scripts/claims_mixers.py " + " ".join(
-        a for a in sys.argv[1:] if a != "--report-only"
-    )
-    args.command = args.command.strip()
+    args.command = command_line("claims_mixers.py")
     if not args.report_only:
         for s in args.seeds:
             for f in FAMILIES:

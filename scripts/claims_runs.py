@@ -5,9 +5,11 @@ t-intervals over seeds."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,28 @@ EARLY_STOP = [
 ]
 # Two-sided 95% Student t quantiles by degrees of freedom.
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def synthetic_overrides(args: argparse.Namespace, seed: int, data: list[str], model: list[str]) -> list[str]:
+    """A study run on ``data=synthetic`` (plus the ``data`` overrides) with ``args``' rows, batch
+    size and epoch cap, the ``model`` overrides, ``seed`` and early stopping (:data:`EARLY_STOP`)."""
+    return [
+        "data=synthetic",
+        *data,
+        f"data.num_train={args.num_train}",
+        f"data.num_val={args.num_eval}",
+        f"data.num_test={args.num_eval}",
+        f"data.batch_size={args.batch_size}",
+        *model,
+        f"seed={seed}",
+        f"trainer.max_epochs={args.max_epochs}",
+        *EARLY_STOP,
+    ]
+
+
+def command_line(script: str) -> str:
+    """The command that reproduces this invocation's runs (``--report-only`` left out)."""
+    return " ".join(["python", f"scripts/{script}", *(a for a in sys.argv[1:] if a != "--report-only")])
 
 
 def train(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
