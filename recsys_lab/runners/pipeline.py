@@ -36,6 +36,7 @@ from omegaconf.errors import InterpolationResolutionError, ValidationError
 from recsys_lab.runners.stage import (
     CONFIG_DIR,
     apply_resume_argv,
+    check_moved_keys,
     route_framework_logs,
     run_lock,
     write_json_atomic,
@@ -188,6 +189,7 @@ def _run_stages(cfg: DictConfig, pipeline_dir: Path) -> list[StageResult]:
             if reference_errors:  # OmegaConf wraps the resolver's error: raise ours, unwrapped
                 raise reference_errors[-1] from None
             raise
+        check_moved_keys(overrides)
         run_cfg = compose(
             config_name=stage.get("config") or "train",
             overrides=[*overrides, f"paths.output_dir={stage_dir}"],

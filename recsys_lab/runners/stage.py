@@ -158,6 +158,52 @@ def apply_resume_argv(dir_key: str) -> None:
     sys.argv[:] = resume_argv(sys.argv, dir_key)
 
 
+# Keys that moved in the redesign (issue 17): the objective's settings now sit under
+# ``task.objective.*`` and GRAB's schedule under ``task.schedule.*``.
+MOVED_KEYS: dict[str, str] = {
+    **{
+        f"task.{key}": f"task.objective.{key}"
+        for key in (
+            "distill",
+            "teacher_key",
+            "alpha",
+            "weight",
+            "adapter_hidden",
+            "adapter_lr",
+            "adapter_weight",
+            "rep_weight",
+            "distance",
+            "pred_weight",
+            "event_weight",
+            "temperature",
+            "num_sampled_negatives",
+            "num_in_batch_negatives",
+        )
+    },
+    "task.sts_stage1_fraction": "task.schedule.stage1_fraction",
+}
+
+
+class MovedKeyError(ValueError):
+    """An override names a config key that has moved (see :data:`MOVED_KEYS`)."""
+
+
+def check_moved_keys(overrides: Sequence[str]) -> None:
+    """Raise :class:`MovedKeyError` naming the new key for every override (``task.distill=aux``,
+    ``+task.alpha=2``, ``~task.weight``) of a key that has moved, instead of Hydra's bare "not in
+    struct"."""
+    moved = []
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if key in MOVED_KEYS:
+            moved.append(f"{key} is now {MOVED_KEYS[key]}")
+    if moved:
+        raise MovedKeyError(
+            "These config keys have moved: " + "; ".join(moved) + ". Write the new key on the command "
+            "line (e.g. task.objective.distill=aux)."
+        )
+
+
 def route_framework_logs() -> None:
     """Send Lightning's log records through the root logger's handlers (Hydra's console and
     ``<run>/<job>.log``) exactly once. Lightning gives its loggers a handler of their own and stops

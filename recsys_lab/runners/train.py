@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +208,10 @@ def _main(cfg: DictConfig) -> float | None:
 def main() -> None:
     """``python -m recsys_lab.train`` / ``recsys-train``; ``resume=<run dir>`` continues that run."""
     stage.apply_resume_argv("hydra.run.dir")
+    try:
+        stage.check_moved_keys(sys.argv[1:])
+    except stage.MovedKeyError as err:
+        sys.exit(f"Error: {err}")
     _main()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,3 +86,42 @@ def test_a_mistyped_pipeline_stage_fails_before_any_stage_runs(tmp_path):
     with pytest.raises(PipelineError, match="Stage 'dcnv2', key 'overrides'"):
         run_pipeline(cfg)
     assert not (tmp_path / "pipe" / "dnn").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "new"),
+    [
+        ("task.distill=aux", "task.objective.distill"),
+        ("+task.rep_weight=0.5", "task.objective.rep_weight"),
+        ("task.sts_stage1_fraction=0.3", "task.schedule.stage1_fraction"),
+    ],
+)
+def test_a_moved_key_names_its_new_home(override, new):
+    with pytest.raises(stage.MovedKeyError, match=new):
+        stage.check_moved_keys(["model=dnn", override])
+    stage.check_moved_keys(["model=dnn", f"{new}=1", "task.optimizer.lr=0.1"])  # the new keys pass
+
+
+def test_the_training_entry_stops_on_a_moved_key_before_composing(monkeypatch):
+    from recsys_lab.runners import train
+
+    monkeypatch.setattr(sys, "argv", ["recsys-train", "task=exfm_student", "task.distill=serving"])
+    with pytest.raises(SystemExit, match=r"task\.distill is now task\.objective\.distill"):
+        train.main()
+
+
+def test_every_moved_key_exists_at_its_new_home(tmp_path, hydra_ctx):
+    """The hints point at keys the task configs really have."""
+    homes: dict[str, set[str]] = {"objective": set(), "schedule": set()}
+    for task, model in (
+        ("exfm_student", "exfm_vm"),
+        ("ocarm_student", "dnn"),
+        ("grab", "grab"),
+        ("lum_pretrain", "lum"),
+    ):
+        cfg = compose_train(tmp_path, f"task={task}", f"model={model}")
+        for group in homes:
+            homes[group].update(cfg.task.get(group) or {})
+    for new in stage.MOVED_KEYS.values():
+        _, group, key = new.split(".")
+        assert key in homes[group], new
