@@ -20,6 +20,14 @@ from rich.table import Table
 
 from recsys_lab.runners.train import CONFIG_DIR, run
 
+# Models that need data the default (data=synthetic: clicks only, no histories) lacks.
+NEEDS = {
+    "model=lum": ["data=synthetic_seq"],  # behaviour histories
+    **{
+        f"model={m}": ["data=synthetic_seq"] for m in ("esmm", "mmoe", "ple", "shared_bottom")
+    },  # click + conversion
+}
+
 
 def main() -> int:
     os.environ.setdefault("WANDB_MODE", "offline")
@@ -37,7 +45,8 @@ def main() -> int:
         for case in cases:
             start = time.perf_counter()
             try:
-                cfg = compose("train", overrides=[case, "debug=fast_dev_run", "print_table=false"])
+                overrides = [case, *NEEDS.get(case, []), "debug=fast_dev_run", "print_table=false"]
+                cfg = compose("train", overrides=overrides)
                 with open_dict(cfg):
                     cfg.paths.output_dir = str(Path(tmp) / case.replace("=", "_"))
                 run(cfg)
