@@ -12,6 +12,7 @@ permutation (:func:`rankmixer_permutation`) and ``W_i = I``.
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 
@@ -121,7 +122,7 @@ class AnnealedMixer(nn.Module):
         self.temperature.fill_(float(value))
 
 
-class BlockMixer(AnnealedMixer):
+class BlockMixer(AnnealedMixer, abc.ABC):
     """UniMixer's block mixing (:func:`uni_mix`) with matrices from :meth:`mixing_matrices`, which a
     subclass builds from its parameters at the current temperature. ``[B, T, D]`` -> ``[B, T, D]``.
 
@@ -144,9 +145,9 @@ class BlockMixer(AnnealedMixer):
         self.num_blocks = num_tokens * dim // block_size
         self.block_size = block_size
 
+    @abc.abstractmethod
     def mixing_matrices(self) -> tuple[Tensor, Tensor]:
         """``G`` ``[N, N]`` and ``W`` ``[N, b, b]`` at the current temperature."""
-        raise NotImplementedError(f"{type(self).__name__} must define mixing_matrices()")
 
     def forward(self, x: Tensor) -> Tensor:
         g, w = self.mixing_matrices()

@@ -11,6 +11,7 @@ B = batch size. Every loss is a scalar; ``logs`` are detached scalars the task l
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 
 import torch.nn.functional as F
@@ -29,7 +30,7 @@ class Loss:
     epoch_logs: dict[str, Tensor] = field(default_factory=dict)
 
 
-class Objective(nn.Module):
+class Objective(nn.Module, abc.ABC):
     """Base of every objective. Subclasses implement :meth:`forward`; the hooks have defaults.
 
     Hooks:
@@ -46,8 +47,9 @@ class Objective(nn.Module):
     def bind(self, model: CTRModel, label: str) -> None:
         self.label = label
 
-    def forward(self, model: CTRModel, batch: Batch) -> Loss:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def forward(self, model: CTRModel, batch: Batch) -> Loss:
+        """The loss of ``model`` on ``batch`` (and what to log beside it)."""
 
     def candidate_loss(self, model: CTRModel, batch: Batch) -> Loss:
         return Loss(F.binary_cross_entropy_with_logits(model(batch), batch.labels[self.label]))
