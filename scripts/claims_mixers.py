@@ -26,6 +26,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -39,12 +40,31 @@ from scripts.claims_runs import command_line, fmt_interval, t_interval, test_pre
 FAMILIES = ["rankmixer", "unimixer"]
 
 
+DEFAULT_LOGIT_LR_SCALE = 10.0
+
+
 def run_dir(args: argparse.Namespace, family: str, seed: int) -> Path:
-    """``<out>/<family>/seed<s>``; a UniMixer annealed over fewer epochs than the budget is
-    ``<out>/unimixer_anneal<E>ep/seed<s>`` (the plain folder holds the whole-budget anneal)."""
-    if family == "unimixer" and args.anneal_epochs != args.epochs:
-        return args.out / f"unimixer_anneal{args.anneal_epochs:g}ep" / f"seed{seed}"
-    return args.out / family / f"seed{seed}"
+    """``<out>/<family>/seed<s>``; a UniMixer annealed over fewer epochs than the budget or with
+    another mixing-logit learning rate is ``<out>/unimixer[_anneal<E>ep][_lr<scale>]/seed<s>`` (the
+    plain folder holds the first runs: whole-budget anneal, logits at 10×)."""
+    name = family
+    if family == "unimixer":
+        if args.anneal_epochs != args.epochs:
+            name += f"_anneal{args.anneal_epochs:g}ep"
+        if args.logit_lr_scale != DEFAULT_LOGIT_LR_SCALE:
+            name += f"_lr{args.logit_lr_scale:g}"
+    return args.out / name / f"seed{seed}"
+
+
+def settings_of(args: argparse.Namespace, folder: str) -> argparse.Namespace:
+    """``args`` with the annealing length and logit learning rate a UniMixer folder was run with."""
+    e, scale = float(args.epochs), DEFAULT_LOGIT_LR_SCALE
+    for part in folder.split("_")[1:]:
+        if part.startswith("anneal") and part.endswith("ep"):
+            e = float(part[len("anneal") : -len("ep")])
+        elif part.startswith("lr"):
+            scale = float(part[len("lr") :])
+    return argparse.Namespace(**{**vars(args), "anneal_epochs": e, "logit_lr_scale": scale})
 
 
 FIXED_BUDGET = [
@@ -201,7 +221,7 @@ def report(args: argparse.Namespace) -> list[str]:
         "(over-fitting at this data size).",
         "",
     ]
-    lines += previous_setting(args)
+    lines += other_settings(args)
     lines += [
         "![validation LogLoss per epoch](claims_mixers_curves.png)",
         "",
@@ -238,29 +258,70 @@ def checkpoint_temperature(ckpt: Path) -> float:
     return max(found)
 
 
-def previous_setting(args: argparse.Namespace) -> list[str]:
-    """One line comparing the first runs (annealed over the whole budget), when they exist."""
+def other_settings(args: argparse.Namespace) -> list[str]:
+    """A table of the UniMixer runs of the other annealing lengths found under ``args.out`` (every
+    seed finished) against the same RankMixer runs: a sensitivity check beside the headline."""
     import torch
 
+    import scripts.results_mixers as rm
     from recsys_lab.metrics import auc
 
-    if args.anneal_epochs == args.epochs:
+    rows = []
+    for folder in sorted(p.name for p in args.out.glob("unimixer*") if p.is_dir()):
+        other = settings_of(args, folder)
+        if run_dir(other, "unimixer", 0).parent.name != folder or (
+            (other.anneal_epochs, other.logit_lr_scale) == (args.anneal_epochs, args.logit_lr_scale)
+        ):
+            continue  # not a folder of this layout, or the headline itself
+        dirs = [(run_dir(other, "unimixer", s), run_dir(args, "rankmixer", s)) for s in args.seeds]
+        if not all((u / "metrics.json").is_file() and (r / "metrics.json").is_file() for u, r in dirs):
+            continue
+        d, temps, best, moves = [], [], [], []
+        for u, r in dirs:
+            (pu, y), (pr, yr) = test_predictions(u), test_predictions(r)
+            if not torch.equal(y, yr):
+                raise RuntimeError(f"{u}: its test labels differ from RankMixer's")
+            d.append(auc(pu, y) - auc(pr, y))
+            temps.append(checkpoint_temperature(u / "checkpoints" / "best.ckpt"))
+            c = curve(u, args.epochs)
+            best.append(min(c, key=lambda x: x[1])[0] + 1 if c else None)
+            mv = rm.mixing_movement(
+                {
+                    "best_checkpoint": str(u / "checkpoints" / "best.ckpt"),
+                    "logit_lr_scale": other.logit_lr_scale,
+                }
+            )
+            if mv:
+                moves.append(mv)
+        e = other.anneal_epochs
+        label = (
+            (
+                f"whole budget ({e:g} epochs)"
+                if e == args.epochs
+                else f"first {e:g} epoch{'s' if e != 1 else ''}"
+            )
+            + f", logits at {other.logit_lr_scale:g}×"
+            + (" (the first runs)" if folder == "unimixer" else "")
+        )
+        moved = (
+            f"{statistics.fmean(m['moved'] for m in moves):.2f}; "
+            f"{statistics.fmean(m['destinations_changed'] for m in moves):.0%}"
+            if moves
+            else "–"
+        )
+        rows.append(
+            f"| {label} | {best} | {', '.join(f'{t:.3f}' for t in temps)} | {moved} | "
+            f"{', '.join(f'{x:+.4f}' for x in d)} | {fmt_interval(*t_interval(d))} |"
+        )
+    if not rows:
         return []
-    d, temps = [], []
-    for s in args.seeds:
-        old, ref = args.out / "unimixer" / f"seed{s}", args.out / "rankmixer" / f"seed{s}"
-        if not ((old / "metrics.json").is_file() and (ref / "metrics.json").is_file()):
-            return []
-        (po, y), (pr, yr) = test_predictions(old), test_predictions(ref)
-        if not torch.equal(y, yr):
-            raise RuntimeError(f"seed {s}: the earlier UniMixer run's test labels differ from RankMixer's")
-        d.append(auc(po, y) - auc(pr, y))
-        temps.append(checkpoint_temperature(old / "checkpoints" / "best.ckpt"))
-    m, lo, hi = t_interval(d)
     return [
-        f"For comparison, the first runs (annealed over the whole {args.epochs}-epoch budget, tested "
-        f"at temperatures {', '.join(f'{t:.2f}' for t in temps)}; `--anneal-epochs {args.epochs}`): ΔAUC UniMixer − RankMixer "
-        f"{fmt_interval(m, lo, hi)} (95% t, n = {len(d)}).",
+        "Other settings of UniMixer (same RankMixer runs; `--anneal-epochs E --logit-lr-scale S`), as a "
+        "sensitivity check; *moved*: mean |Δ logit| in initial-logit sds; blocks whose destination changed:",
+        "",
+        "| UniMixer annealed over | best epoch per seed | tested temperature per seed | moved; destinations changed | ΔAUC per seed | ΔAUC mean [95% t] |",
+        "|---|---|---|---|---|---|",
+        *rows,
         "",
     ]
 
@@ -307,7 +368,7 @@ def main() -> None:
         default=1.0,
         help="UniMixer's temperature reaches 0.05 at the end of this epoch, then holds (--epochs: the whole budget)",
     )
-    ap.add_argument("--logit-lr-scale", type=float, default=10.0)
+    ap.add_argument("--logit-lr-scale", type=float, default=DEFAULT_LOGIT_LR_SCALE)
     ap.add_argument("--resamples", type=int, default=200)
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "claims" / "mixers")
     ap.add_argument("--report-only", action="store_true")
