@@ -10,7 +10,7 @@ beats the VMs alone on the VMs' own evaluation rows (the FM's logged predictions
 world's labels by event-log row, per vertical and evaluation day, against ``vm_none``'s AUC on the
 same days).
 
-Staleness (``--deltas``, default 1 and 3): at each δ ≠ 1 only the FM-dependent stages run (FM, DAS,
+Staleness (``--deltas``, default 1, 3 and 5): at each δ ≠ 1 only the FM-dependent stages run (FM, DAS,
 aux head, aux head + adapter, under ``<out>/delta<δ>/seed<s>``); "no FM" reads no FM, so the δ = 1
 run's serves every δ, paired on the same stream rows. The VMs save their per-row stream
 predictions (``streaming.save_predictions``) for a paired bootstrap of ΔAUC over the stream's rows
@@ -503,7 +503,7 @@ def main() -> None:
         "--delta",
         type=int,
         nargs="+",
-        default=[1, 3],
+        default=[1, 3, 5],
         help="FM staleness δ in days (the FM trains on the days before t − δ); δ = 1 always runs (the baseline)",
     )
     ap.add_argument("--stream-days", type=int, default=4)

@@ -266,7 +266,7 @@ def other_settings(args: argparse.Namespace) -> list[str]:
     import scripts.results_mixers as rm
     from recsys_lab.metrics import auc
 
-    rows = []
+    rows, verdicts = [], []
     for folder in sorted(p.name for p in args.out.glob("unimixer*") if p.is_dir()):
         other = settings_of(args, folder)
         if run_dir(other, "unimixer", 0).parent.name != folder or (
@@ -309,12 +309,26 @@ def other_settings(args: argparse.Namespace) -> list[str]:
             if moves
             else "–"
         )
+        m, lo, hi = t_interval(d)
+        annealed = max(temps) <= 0.05 * 1.001
         rows.append(
             f"| {label} | {best} | {', '.join(f'{t:.3f}' for t in temps)} | {moved} | "
-            f"{', '.join(f'{x:+.4f}' for x in d)} | {fmt_interval(*t_interval(d))} |"
+            f"{', '.join(f'{x:+.4f}' for x in d)} | {fmt_interval(m, lo, hi)} |"
         )
+        verdicts.append((label, annealed, "above 0" if lo > 0 else "below 0" if hi < 0 else "contains 0"))
     if not rows:
         return []
+
+    def count(annealed: bool) -> str:
+        vs = [v for _, a, v in verdicts if a == annealed]
+        return ", ".join(f"{k} in {vs.count(k)}" for k in ("above 0", "contains 0", "below 0") if k in vs) + (
+            f" (of {len(vs)})" if vs else "none run"
+        )
+
+    reading = (
+        f"Across these settings, the ΔAUC interval over seeds: fully annealed at the tested epoch "
+        f"(0.05): {count(True)}; not fully annealed: {count(False)}."
+    )
     return [
         "Other settings of UniMixer (same RankMixer runs; `--anneal-epochs E --logit-lr-scale S`), as a "
         "sensitivity check; *moved*: mean |Δ logit| in initial-logit sds; blocks whose destination changed:",
@@ -322,6 +336,8 @@ def other_settings(args: argparse.Namespace) -> list[str]:
         "| UniMixer annealed over | best epoch per seed | tested temperature per seed | moved; destinations changed | ΔAUC per seed | ΔAUC mean [95% t] |",
         "|---|---|---|---|---|---|",
         *rows,
+        "",
+        reading,
         "",
     ]
 
