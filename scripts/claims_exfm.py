@@ -14,8 +14,9 @@ Staleness (``--deltas``, default 1, 3 and 5): at each δ ≠ 1 only the FM-depen
 aux head, aux head + adapter, under ``<out>/delta<δ>/seed<s>``); "no FM" reads no FM, so the δ = 1
 run's serves every δ, paired on the same stream rows. The VMs save their per-row stream
 predictions (``streaming.save_predictions``) for a paired bootstrap of ΔAUC over the stream's rows
-(stratified by vertical and day); δ = 1 runs made before that setting existed get their vm_none
-and vm_aux re-run from the same logged FM column under ``<out>/seed<s>/paired``.
+(stratified by vertical and day); δ = 1 runs made before that setting existed get their vm_none,
+vm_aux and vm_aux_adapter re-run from the same logged FM column under ``<out>/seed<s>/paired``
+(checked equal to the first runs).
 
     python scripts/claims_exfm.py                      # run what is missing (resumable), write the section
     python scripts/claims_exfm.py --deltas 1 3 5       # staleness axis
@@ -64,6 +65,7 @@ VM_STAGES = ("vm_none", "vm_serving", "vm_aux", "vm_aux_adapter")
 # The stages run at a staler δ: the FM and its logged column change; "no FM" does not (it reads
 # neither), so it is the δ = 1 run's vm_none, paired with every δ on the same rows.
 STALE_STAGES = ("fm", "das", "vm_aux", "vm_aux_adapter")
+PAIRED_STAGES = ("vm_none", "vm_aux", "vm_aux_adapter")  # δ = 1 VMs re-run with their predictions
 
 
 def pipeline_dir(args: argparse.Namespace, delta: int, seed: int) -> Path:
@@ -73,8 +75,8 @@ def pipeline_dir(args: argparse.Namespace, delta: int, seed: int) -> Path:
 
 def paired_dir(args: argparse.Namespace, seed: int) -> Path:
     """Where the δ = 1 run's stream predictions are: the full pipeline's own stages when it saved
-    them, else ``<out>/seed<s>/paired`` (vm_none and vm_aux re-run on the same FM column with
-    ``streaming.save_predictions``; runs made before the setting existed)."""
+    them, else ``<out>/seed<s>/paired`` (vm_none, vm_aux and vm_aux_adapter re-run on the same FM
+    column with ``streaming.save_predictions``; runs made before the setting existed)."""
     full = pipeline_dir(args, 1, seed)
     return full if (full / "vm_none" / "vm1" / "predictions").is_dir() else full / "paired"
 
@@ -145,7 +147,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> None:
     run_pipeline_stages(args, seed, 1, full, ("fm", "das", *VM_STAGES))
     if paired_dir(args, seed) != full:
         run_pipeline_stages(
-            args, seed, 1, paired_dir(args, seed), ("vm_none", "vm_aux"), full / "das" / "fm_predictions.npz"
+            args, seed, 1, paired_dir(args, seed), PAIRED_STAGES, full / "das" / "fm_predictions.npz"
         )
     for delta in args.deltas:
         if delta != 1:
@@ -262,16 +264,19 @@ def staleness(args: argparse.Namespace) -> tuple[list[str], dict]:
             base = paired_dir(args, s) / "vm_none"
             runs = {
                 "vm_aux": (paired_dir(args, s) if delta == 1 else pipeline_dir(args, delta, s)) / "vm_aux",
-                "vm_aux_adapter": pipeline_dir(args, delta, s) / "vm_aux_adapter",
+                "vm_aux_adapter": (paired_dir(args, s) if delta == 1 else pipeline_dir(args, delta, s))
+                / "vm_aux_adapter",
             }
             if not all((d / "metrics.json").is_file() for d in (base, *runs.values())):
                 continue
-            full_none = pipeline_dir(args, 1, s) / "vm_none" / "metrics.json"
             base_auc = _stream_auc(base)
-            if full_none.is_file() and json.loads(full_none.read_text())["stream/auc"] != base_auc:
-                raise RuntimeError(
-                    f"{base}: the re-run of vm_none differs from {full_none.parent} (not deterministic?)"
-                )
+            for d in (base, *runs.values()):  # a δ = 1 re-run must equal the first run
+                first = pipeline_dir(args, 1, s) / d.name / "metrics.json"
+                if d.parent == paired_dir(args, s) != pipeline_dir(args, 1, s) and first.is_file():
+                    if json.loads(first.read_text())["stream/auc"] != _stream_auc(d):
+                        raise RuntimeError(
+                            f"{d}: the re-run differs from {first.parent} (not deterministic?)"
+                        )
             c = fm_on_vm_days(args, s, delta)
             fmm = json.loads((pipeline_dir(args, delta, s) / "fm" / "metrics.json").read_text())
             per.setdefault(delta, {})[s] = {
@@ -359,11 +364,19 @@ def staleness(args: argparse.Namespace) -> tuple[list[str], dict]:
         if (pipeline_dir(args, d, s) / "wall_s.txt").is_file()
     ]
     lines += ["", *staleness_reading(summary), ""]
+    if any(
+        r[k][1] is None
+        for seeds in per.values()
+        for r in seeds.values()
+        for k in ("vm_aux", "vm_aux_adapter")
+    ):
+        lines += [
+            "A per-seed ΔAUC marked *no per-row predictions kept* comes from a run made before "
+            "`streaming.save_predictions` existed: no bootstrap interval; the over-seed figures use its "
+            "stream AUC.",
+            "",
+        ]
     lines += [
-        "At δ = 1 the aux + adapter run kept no per-row predictions (run before "
-        "`streaming.save_predictions` existed): its per-seed ΔAUC has no bootstrap interval; the "
-        "over-seed figures use its stream AUC.",
-        "",
         f"Wall time of the staler FMs' pipelines (FM, DAS, two VMs): {sum(stale_walls) / 60:.1f} min for "
         f"{len(stale_walls)} pipelines (one thread each, at most two at once).",
     ]
