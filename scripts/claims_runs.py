@@ -52,8 +52,19 @@ def synthetic_overrides(args: argparse.Namespace, seed: int, data: list[str], mo
 
 
 def command_line(script: str) -> str:
-    """The command that reproduces this invocation's runs (``--report-only`` left out)."""
-    return " ".join(["python", f"scripts/{script}", *(a for a in sys.argv[1:] if a != "--report-only")])
+    """The command that reproduces this invocation's runs (``--report-only`` and ``--out <dir>``,
+    where the outputs live, left out)."""
+    args, kept = sys.argv[1:], []
+    skip = False
+    for a in args:
+        if skip or a == "--report-only" or a.startswith("--out="):
+            skip = False
+            continue
+        if a == "--out":
+            skip = True
+            continue
+        kept.append(a)
+    return " ".join(["python", f"scripts/{script}", *kept])
 
 
 def train(run_dir: Path, overrides: list[str]) -> dict[str, Any]:

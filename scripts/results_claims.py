@@ -193,10 +193,32 @@ def _conv_exfm(out: Path) -> tuple[str, str] | None:
     r = json.loads(f.read_text()).get("vm_aux-vm_none")
     if not r:
         return None
+    stale = {d: x for d, x in json.loads(f.read_text()).get("staleness", {}).items() if d != "1"}
+    if not stale:
+        return (
+            f"ΔAUC aux head − no FM, FM early-stopped and stronger than the VMs on their rows "
+            f"(`python scripts/claims_exfm.py`): {r['mean']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}] ({r['n']})",
+            f"{r['verdict']} ([results/claims.md](results/claims.md#exfm-with-a-stronger-fm))",
+        )
+    cells = "; ".join(
+        f"δ = {d}: {x['aux']['mean']:+.4f} [{x['aux']['low']:+.4f}, {x['aux']['high']:+.4f}] ({x['n']})"
+        + (
+            f", {x['decay']['mean']:+.4f} [{x['decay']['low']:+.4f}, {x['decay']['high']:+.4f}] vs δ = 1"
+            if "decay" in x
+            else ""
+        )
+        for d, x in sorted(stale.items(), key=lambda kv: int(kv[0]))
+    )
+    verdicts = "; ".join(
+        f"δ = {d}: {x['verdict']}"
+        + (", smaller than at δ = 1" if x.get("decay", {}).get("high", 0) < 0 else "")
+        for d, x in sorted(stale.items(), key=lambda kv: int(kv[0]))
+    )
     return (
         f"ΔAUC aux head − no FM, FM early-stopped and stronger than the VMs on their rows "
-        f"(`python scripts/claims_exfm.py`): {r['mean']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}] ({r['n']})",
-        f"{r['verdict']} ([results/claims.md](results/claims.md#exfm-with-a-stronger-fm))",
+        f"(`python scripts/claims_exfm.py --deltas 1 3 5`): δ = 1: {r['mean']:+.4f} [{r['low']:+.4f}, "
+        f"{r['high']:+.4f}] ({r['n']}); staler FM (gain, and its change from δ = 1): {cells}",
+        f"δ = 1: {r['verdict']}; {verdicts} ([results/claims.md](results/claims.md#exfm-with-a-stale-fm))",
     )
 
 
@@ -210,8 +232,14 @@ def _conv_mixers(out: Path) -> tuple[str, str] | None:
         if "moved" in r
         else ""
     )
+    anneal = (
+        f"annealed to 0.05 within the first {r['anneal_epochs']:g} of {r['epochs']} epochs (tested at "
+        f"≤ {r['max_tested_temperature']:.2f})"
+        if "anneal_epochs" in r
+        else "annealed over a stated budget"
+    )
     return (
-        f"ΔAUC UniMixer − RankMixer at matched parameters, annealed over a stated budget "
+        f"ΔAUC UniMixer − RankMixer at matched parameters, {anneal} "
         f"(`python scripts/claims_mixers.py`): {r['mean']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}] "
         f"({r['n']}){moved}",
         f"{r['verdict']} ([results/claims.md](results/claims.md#unimixer-vs-rankmixer))",

@@ -53,6 +53,29 @@ def test_callback_anneals_every_mixer_from_start_to_end() -> None:
     assert model.state_dict()["net.mixers.0.temperature"].item() == pytest.approx(0.05)
 
 
+def test_total_epochs_ends_the_annealing_at_that_epoch_and_holds_it() -> None:
+    model = UniMixerLite(
+        make_schema(), functools.partial(FullEmbedding, dim=8), num_tokens=4, dim=8, block_size=4
+    )
+    module = _Module(model)
+    callback = TemperatureAnnealing(start=1.0, end=0.05, total_epochs=1)
+    trainer = SimpleNamespace(global_step=0, estimated_stepping_batches=40, max_epochs=4)  # 10 steps/epoch
+    for step in range(40):
+        trainer.global_step = step
+        callback.on_train_batch_start(trainer, module, None, step)  # type: ignore[arg-type]
+    seen = module.logged
+    assert seen[0] == pytest.approx(1.0)
+    assert seen[8] > 0.05 and seen[9] == pytest.approx(0.05)  # the first epoch's last step reaches end
+    assert seen[9:] == pytest.approx([0.05] * 31)  # then held
+    with pytest.raises(ValueError, match="known length"):
+        callback.on_train_batch_start(
+            SimpleNamespace(global_step=0, estimated_stepping_batches=float("inf"), max_epochs=-1),  # type: ignore[arg-type]
+            module,  # type: ignore[arg-type]
+            None,
+            0,
+        )
+
+
 def test_models_without_mixers_are_left_alone() -> None:
     module = _Module(torch.nn.Linear(2, 2))
     TemperatureAnnealing().on_train_batch_start(
@@ -69,3 +92,5 @@ def test_bad_settings() -> None:
         TemperatureAnnealing(schedule="cosine")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="must be > 0"):
         TemperatureAnnealing(end=0.0)
+    with pytest.raises(ValueError, match="total_epochs"):
+        TemperatureAnnealing(total_epochs=1, total_steps=10)

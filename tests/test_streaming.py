@@ -6,8 +6,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from recsys_lab.data.synthetic.stream_datamodule import SyntheticStreamDataModule
+from recsys_lab.metrics import auc
 from recsys_lab.runners import streaming
 from tests.conftest import compose_train
 
@@ -55,7 +57,11 @@ def test_trains_on_each_day_then_evaluates_the_next(tmp_path, monkeypatch):
 
     monkeypatch.setattr(SyntheticStreamDataModule, "day_dataloader", spy)
     cfg = compose_stream(
-        tmp_path, "model.aux_head=false", "task.objective.distill=none", "+streaming.verticals=[1]"
+        tmp_path,
+        "model.aux_head=false",
+        "task.objective.distill=none",
+        "+streaming.verticals=[1]",
+        "+streaming.save_predictions=true",
     )
     metrics = streaming.run(cfg)
     assert calls == [(5, True), (6, False), (6, True), (7, False)]  # tiny: days 2..7, the last 3 streamed
@@ -68,6 +74,10 @@ def test_trains_on_each_day_then_evaluates_the_next(tmp_path, monkeypatch):
     assert saved["stream/ne"] == pytest.approx(np.mean([float(r["ne"]) for r in rows]))
     assert 0.5 < saved["stream/auc"] < saved["stream/oracle_auc"]
     assert metrics["flops/per_example"] > 0 and metrics["verticals"] == 1
+    for r in rows:  # the saved serving predictions are the ones the day's metrics were computed from
+        saved_day = torch.load(out / "vm1" / "predictions" / f"day{r['day']}.pt")
+        assert saved_day["probs"].shape == saved_day["labels"].shape == (int(r["rows"]),)
+        assert auc(saved_day["probs"], saved_day["labels"]) == pytest.approx(float(r["auc"]), abs=1e-6)
 
 
 def test_teacher_column_reaches_the_batches(teacher_file):

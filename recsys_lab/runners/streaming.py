@@ -57,10 +57,14 @@ class StreamingSettings:
     Attributes:
         verticals: domain ids, one vertical model each (null = one model on ``data.domains``).
         last_days: stream only the last this many days (null = all; at least 2).
+        save_predictions: also write each evaluation day's serving predictions to
+            ``<vm>/predictions/day<d>.pt`` (``probs`` and ``labels``, float64 ``[rows]``), for
+            paired bootstraps over the stream's rows.
     """
 
     verticals: list[int] | None = None
     last_days: int | None = None
+    save_predictions: bool = False
 
 
 def settings(cfg: DictConfig) -> StreamingSettings:
@@ -76,13 +80,17 @@ def _optimizers(task: CTRTask) -> list[torch.optim.Optimizer]:
     return list(out[0] if isinstance(out, tuple) else out)
 
 
-def evaluate(task: CTRTask, loader: Any) -> dict[str, float]:
-    """:class:`CTRMetrics` of the task's predictions (serving path) over ``loader``."""
+def evaluate(task: CTRTask, loader: Any, keep: list[tuple[Any, Any]] | None = None) -> dict[str, float]:
+    """:class:`CTRMetrics` of the task's predictions (serving path) over ``loader``; with ``keep``,
+    each batch's ``(probs [B], labels [B])`` is appended to it."""
     metrics = CTRMetrics(gauc=True)
     task.eval()
     with torch.no_grad():
         for batch in loader:
-            metrics.update(task(batch), batch.labels[task.label], batch.user)
+            probs, labels = task(batch), batch.labels[task.label]
+            metrics.update(probs, labels, batch.user)
+            if keep is not None:
+                keep.append((probs.detach().double(), labels.double()))
     return metrics.compute()
 
 
@@ -124,7 +132,7 @@ def stream_vertical(
         task.schedule.start(None)  # a stream has no fixed number of steps
     optimizers = _optimizers(task)
     pairs = datamodule.prequential_days()
-    last_days = settings(cfg).last_days
+    last_days, save_predictions = settings(cfg).last_days, settings(cfg).save_predictions
     if last_days:
         if int(last_days) < 2 or int(last_days) > len(datamodule.days):
             raise ValueError(
@@ -151,7 +159,13 @@ def stream_vertical(
         for batch in datamodule.day_dataloader(train_day, train=True):
             task.train_batch(batch, optimizers, step, where=f"{name}, training day {train_day}")
             step += 1
-        values = evaluate(task, datamodule.day_dataloader(day))
+        kept: list[tuple[Any, Any]] | None = [] if save_predictions else None
+        values = evaluate(task, datamodule.day_dataloader(day), kept)
+        if kept is not None:
+            stage.torch_save_atomic(
+                {"probs": torch.cat([p for p, _ in kept]), "labels": torch.cat([y for _, y in kept])},
+                vm_dir / "predictions" / f"day{day}.pt",
+            )
         oracle = datamodule.day_oracle_metrics(day)
         lo, hi = datamodule.samples.day_range(day)
         rows.append(
