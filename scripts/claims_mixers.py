@@ -23,7 +23,6 @@ shared learning rate, and the page reports how far the mixing moved from its ini
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -35,7 +34,15 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from scripts.claims_page import write_section  # noqa: E402
-from scripts.claims_runs import command_line, fmt_interval, t_interval, test_predictions, train, wall_s  # noqa: E402
+from scripts.claims_runs import (  # noqa: E402
+    command_line,
+    curve,
+    fmt_interval,
+    t_interval,
+    test_predictions,
+    train,
+    wall_s,
+)
 
 FAMILIES = ["rankmixer", "unimixer"]
 
@@ -110,20 +117,6 @@ def overrides(args: argparse.Namespace, family: str, seed: int) -> list[str]:
         *anneal,
         *FIXED_BUDGET,
     ]
-
-
-def curve(run_dir: Path, epochs: int) -> list[tuple[int, float]]:
-    """(epoch, validation LogLoss) of the training epochs from the run's CSV log (the re-validation
-    of the best checkpoint after fitting is logged with epoch = ``epochs`` and left out)."""
-    f = run_dir / "csv" / "metrics.csv"
-    if not f.is_file():
-        return []
-    out = {}
-    with f.open() as fh:
-        for r in csv.DictReader(fh):
-            if r.get("val/logloss") and r.get("epoch") and int(float(r["epoch"])) < epochs:
-                out[int(float(r["epoch"]))] = float(r["val/logloss"])
-    return sorted(out.items())
 
 
 def report(args: argparse.Namespace) -> list[str]:

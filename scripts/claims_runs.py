@@ -6,6 +6,7 @@ t-intervals over seeds."""
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import statistics
@@ -128,3 +129,17 @@ def t_interval(values: list[float]) -> tuple[float, float, float]:
 
 def fmt_interval(m: float, lo: float, hi: float, digits: int = 4) -> str:
     return f"{m:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+
+
+def curve(run_dir: Path, epochs: int) -> list[tuple[int, float]]:
+    """(epoch, validation LogLoss) of the training epochs from the run's CSV log (the re-validation
+    of the best checkpoint after fitting is logged with epoch = ``epochs`` and left out)."""
+    f = run_dir / "csv" / "metrics.csv"
+    if not f.is_file():
+        return []
+    out = {}
+    with f.open() as fh:
+        for r in csv.DictReader(fh):
+            if r.get("val/logloss") and r.get("epoch") and int(float(r["epoch"])) < epochs:
+                out[int(float(r["epoch"]))] = float(r["val/logloss"])
+    return sorted(out.items())

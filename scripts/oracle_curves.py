@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recsys_lab.data.synthetic.sequences import history_index  # noqa: E402
-from recsys_lab.data.synthetic.world import CLICK, DAY, World, WorldSpec, saturate  # noqa: E402
+from recsys_lab.data.synthetic.world import CLICK, DAY, EventLog, World, WorldSpec, saturate  # noqa: E402
 from recsys_lab.metrics import auc, base_entropy, bootstrap_interval, logloss  # noqa: E402
 from recsys_lab.runners.stage import write_json_atomic  # noqa: E402
 
@@ -64,6 +64,29 @@ def retention(rho: float, test_days: int, seed: int) -> dict[str, object]:
     }
 
 
+def truncated_oracle(world: World, log: EventLog, rows: np.ndarray, k: int | None) -> np.ndarray:
+    """float64 ``[n]``: the planted click probability of the exposures at log rows ``rows``
+    (sorted) computed from each one's latest ``k`` events only (0: no history; None: all)."""
+    spec, g = world.spec, world.gains
+    static = log.logit_parts[rows, 0].astype(np.float64)
+    if k == 0:
+        z = static
+    else:
+        first_of_user = np.searchsorted(log.user, np.arange(spec.total_users + 2, dtype=np.int32))
+        offsets, hist = history_index(first_of_user[log.user[rows]], rows, k)
+        h_cat, h_item = world.history_sums(
+            log.item[hist],
+            log.category[hist],
+            log.action[hist],
+            log.ts[hist],
+            offsets,
+            log.item[rows],
+            log.ts[rows],
+        )
+        z = static + saturate(g.click_hist_cat * h_cat + g.click_hist_item * h_item, spec.history_cap)
+    return 1.0 / (1.0 + np.exp(-spec.temperature * z))
+
+
 def history(rows: int, seed: int) -> dict[str, object]:
     spec = WorldSpec.from_preset("long_history", {"seed": seed})
     t0 = time.time()
@@ -75,26 +98,10 @@ def history(rows: int, seed: int) -> dict[str, object]:
     pick.sort()
     first = first_of_user[log.user[pick]]
     y = torch.from_numpy(((log.action[pick] & CLICK) > 0).astype(np.float64))
-    static = log.logit_parts[pick, 0].astype(np.float64)
-    g = world.gains
     curve: list[dict[str, object]] = []
     previous: torch.Tensor | None = None
     for k in HISTORY_KS:
-        if k == 0:
-            z = static
-        else:
-            offsets, hist = history_index(first, pick, k)
-            h_cat, h_item = world.history_sums(
-                log.item[hist],
-                log.category[hist],
-                log.action[hist],
-                log.ts[hist],
-                offsets,
-                log.item[pick],
-                log.ts[pick],
-            )
-            z = static + saturate(g.click_hist_cat * h_cat + g.click_hist_item * h_item, spec.history_cap)
-        p = 1.0 / (1.0 + np.exp(-spec.temperature * z))
+        p = truncated_oracle(world, log, pick, k)
         point: dict[str, object] = {"k": "all" if k is None else k, **_metrics(p, y)}
         pt = torch.from_numpy(p)
         if previous is not None:  # paired bootstrap over the rows: the gain of this doubling

@@ -263,6 +263,26 @@ def _conv_amtl(out: Path) -> tuple[str, str] | None:
     )
 
 
+def _conv_grab(out: Path) -> tuple[str, str] | None:
+    f = out / "grab" / "summary.json"
+    if not f.is_file():
+        return None
+    r = json.loads(f.read_text())
+    if "slope" not in r:
+        return None
+    sl = r["slope"]
+    steps = "; ".join(
+        f"{a}→{b} {g['mean']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}]"
+        for (a, b), g in ((g["step"], g) for g in r["gains"])
+    )
+    return (
+        f"packed GRAB test AUC vs K = {r['ks']} on `long_history`, early stopping (`python scripts/claims_grab.py`): "
+        f"slope {sl['mean']:+.4f} [{sl['low']:+.4f}, {sl['high']:+.4f}] per doubling ({sl['n']}), oracle's "
+        f"{r['oracle_slope']:+.4f}; gains {steps}",
+        f"{r['verdict']} ([results/claims.md](results/claims.md#grab-history-length))",
+    )
+
+
 CLAIMS = [
     Claim(
         "grab_cama",
@@ -282,7 +302,8 @@ CLAIMS = [
         0.2,
         "tests/claims/test_grab_claim.py",
         _grab_history,
-        "python scripts/results_sequence.py (on data.preset=long_history: oracle curve in docs/synthetic_world.md)",
+        "python scripts/claims_grab.py (data.preset=long_history, packed GRAB, oracle at each K beside)",
+        converged=_conv_grab,
     ),
     Claim(
         "lum",

@@ -31,7 +31,7 @@ strictly earlier ratings, so a segment's candidate is the first rating (in file 
 same-second group and its tie-mates open the window of the next segment; a window is shortened to
 end at a group boundary; the tie-mates of a user's last training rating become candidates of
 segments without history. Every training rating is in exactly one segment
-(``tests/data/test_movielens.py``).
+(``tests/data/test_packing.py``).
 
 Splits: ``time`` (default): per-user leave-last-out — each user's last rating is test, the one
 before validation, the rest train (a user with two ratings has no validation sample, with one no
