@@ -336,6 +336,7 @@ def report(args: argparse.Namespace) -> list[str]:
                 f"- {VARIANTS[v][1]}: ΔAUC at ρ = {rho:g} {fmt_interval(p['mean'], p['low'], p['high'])}, at "
                 f"ρ = 0 {fmt_interval(c['mean'], c['low'], c['high'])} — **{vd}**.",
             ]
+    lines += setup_checks(args)
     walls = [r["wall_s"] for r in done.values() if r["wall_s"]]
     lines += [
         "",
@@ -357,6 +358,50 @@ def _teacher_summary(done: dict, rho: float) -> dict[str, float]:
     }
 
 
+def setup_checks(args: argparse.Namespace) -> list[str]:
+    """Rows of the set-up checks: this script's runs with other settings (``--checks DIR ...``,
+    e.g. ``--lr`` or ``--rep-weight`` changed, each into its own ``--out``) beside the main runs of
+    the same (ρ, seed). Models are compared on validation LogLoss (what early stopping selects on)
+    and test AUC."""
+    from omegaconf import OmegaConf
+
+    need = ("teacher", "teacher_log", "student", "student_distill")
+    rows = []
+    for d in [args.out, *args.checks]:
+        for rho in args.rhos:
+            for s in args.seeds:
+                pdir = d / f"rho{rho:g}" / f"seed{s}"
+                if not all((pdir / x / "metrics.json").is_file() for x in need):
+                    continue
+                cfg = OmegaConf.load(pdir / "student_distill" / "config.yaml")
+                m = {x: json.loads((pdir / x / "metrics.json").read_text()) for x in need}
+                rows.append(
+                    f"| {cfg.task.optimizer.lr:g} | {cfg.task.objective.rep_weight:g} | {rho:g} | {s} | "
+                    f"{m['teacher']['val/logloss']:.4f} / {m['teacher_log']['teacher/test_auc']:.4f} | "
+                    f"{m['student']['val/logloss']:.4f} / {m['student']['test/auc']:.4f} | "
+                    f"{m['student_distill']['val/logloss']:.4f} / {m['student_distill']['test/auc']:.4f} | "
+                    f"{m['student_distill']['test/auc'] - m['student']['test/auc']:+.4f} | "
+                    f"{m['teacher']['epochs']} / {m['student']['epochs']} / {m['student_distill']['epochs']} |"
+                )
+    if not args.checks or not rows:
+        return []
+    walls = [float(w.read_text()) for c in args.checks for w in c.glob("rho*/seed*/wall_s.txt")]
+    return [
+        "",
+        "Set-up checks: the same pipeline with another learning rate (every trained stage) or λ, "
+        f"from `--checks {' '.join(str(c) for c in args.checks)}` (each run by this script with that "
+        "`--lr` / `--rep-weight` and its own `--out`), beside the main runs (first rows). "
+        "Validation LogLoss is what early stopping selects on; distilled = λ·MSE:",
+        "",
+        "| lr | λ | ρ | seed | teacher val LogLoss / test AUC | plain val LogLoss / test AUC | "
+        "distilled val LogLoss / test AUC | Δ test AUC | epochs teacher / plain / distilled |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"The checks took {sum(walls) / 60:.0f} min over {len(walls)} pipelines (not counted below).",
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rhos", type=float, nargs="+", default=[0.0, 0.6])
@@ -372,6 +417,9 @@ def main() -> None:
     ap.add_argument("--test-days", type=int, default=3)
     ap.add_argument("--resamples", type=int, default=200)
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "claims" / "ocarm")
+    ap.add_argument(
+        "--checks", type=Path, nargs="*", default=[], help="--out folders of set-up checks to report beside"
+    )
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
     args.command = command_line("claims_ocarm.py")
