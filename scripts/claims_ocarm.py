@@ -336,6 +336,7 @@ def report(args: argparse.Namespace) -> list[str]:
                 f"- {VARIANTS[v][1]}: ΔAUC at ρ = {rho:g} {fmt_interval(p['mean'], p['low'], p['high'])}, at "
                 f"ρ = 0 {fmt_interval(c['mean'], c['low'], c['high'])} — **{vd}**.",
             ]
+    lines += reading(args, summary, done)
     lines += setup_checks(args)
     walls = [r["wall_s"] for r in done.values() if r["wall_s"]]
     lines += [
@@ -347,6 +348,40 @@ def report(args: argparse.Namespace) -> list[str]:
 
     write_json_atomic(args.out / "summary.json", summary)
     return lines
+
+
+def reading(args: argparse.Namespace, summary: dict[str, Any], done: dict) -> list[str]:
+    """The reading of a claim that did not reproduce: what the set-up left for distillation."""
+    if not str(summary.get("verdict", "")).startswith("not reproduced"):
+        return []
+    rho = summary["rho"]
+
+    def mean(key: Any, at: float) -> float:
+        rs = [r for (x, _), r in done.items() if x == at]
+        return sum(key(r) for r in rs) / len(rs)
+
+    share = {
+        at: mean(lambda r: (r["teacher"] - r["observables"]) / (r["full"] - r["observables"]), at)
+        for at in (rho, 0.0)
+        if any(x == at for x, _ in done)
+    }
+    room = mean(lambda r: r["observables"] - r["student"], rho)
+    # Patience 1: a run that stops before the cap ran one epoch past its best (1-based: epochs − 1).
+    best = sorted({e - 1 for r in done.values() for e in r["epochs"].values() if e and e < args.max_epochs})
+    return [
+        "",
+        f"Reading: the set-up left distillation something to pass on — the teacher, early-stopped on its "
+        f"own validation loss with the content, recovers {share[rho]:.0%} of the privileged gap at ρ = "
+        f"{rho:g}" + (f" ({share[0.0]:.0%} at ρ = 0)" if 0.0 in share else "") + ", and the plain student "
+        f"sits {room:.3f} AUC below the observables-only oracle, the most a serving model can gain — yet "
+        "aligning the student with the teacher moved its test AUC by no more than the test-sampling noise. "
+        f"The tested (best) epoch of every run is its epoch {' or '.join(str(b) for b in best)}: validation "
+        "LogLoss rises right after, so every model here is at its early-stopping optimum, not cut short "
+        "by a budget. The planted claim test shows the mechanism with 1,000 training rows, where a dense "
+        "teacher target is worth more than noisy binary labels; with the retention preset's tens of "
+        "thousands of conversions, any gain of the default alignment is below what three worlds of "
+        "~14.5k test rows resolve.",
+    ]
 
 
 def _teacher_summary(done: dict, rho: float) -> dict[str, float]:
@@ -386,6 +421,32 @@ def setup_checks(args: argparse.Namespace) -> list[str]:
     if not args.checks or not rows:
         return []
     walls = [float(w.read_text()) for c in args.checks for w in c.glob("rho*/seed*/wall_s.txt")]
+    gains = []  # a check run at every ρ and seed: its own paired comparison and verdict
+    for d in args.checks:
+        sub = argparse.Namespace(**{**vars(args), "out": d, "variants": ["mse"]})
+        done = {(rho, s): measure(sub, rho, s) for rho in args.rhos for s in args.seeds}
+        if any(r is None for r in done.values()):
+            continue
+        cfg = OmegaConf.load(
+            pipeline_dir(sub, args.rhos[0], args.seeds[0]) / "student_distill" / "config.yaml"
+        )
+        stats = {}
+        for rho in args.rhos:
+            d_ = [done[(rho, s)]["delta_mse"] for s in args.seeds]
+            stats[rho] = (t_interval([x[0] for x in d_]), sum(x[1] > 0 for x in d_))
+        cells = "; ".join(
+            f"ρ = {rho:g}: {fmt_interval(*t)} ({len(args.seeds)}), bootstrap above 0 in {k}/{len(args.seeds)}"
+            for rho, (t, k) in stats.items()
+        )
+        vds = [
+            f"ρ = {rho:g}: {verdict(stats[rho][0], stats[0.0][0], len(args.seeds))}"
+            for rho in args.rhos
+            if rho != 0 and 0.0 in stats
+        ]
+        gains.append(
+            f"- lr {cfg.task.optimizer.lr:g}, λ = {cfg.task.objective.rep_weight:g} (every ρ and seed): ΔAUC "
+            f"distilled − plain {cells} — {'; '.join(vds) or 'no control'}."
+        )
     return [
         "",
         "Set-up checks: the same pipeline with another learning rate (every trained stage) or λ, "
@@ -397,6 +458,7 @@ def setup_checks(args: argparse.Namespace) -> list[str]:
         "distilled val LogLoss / test AUC | Δ test AUC | epochs teacher / plain / distilled |",
         "|---|---|---|---|---|---|---|---|---|",
         *rows,
+        *(["", *gains] if gains else []),
         "",
         f"The checks took {sum(walls) / 60:.0f} min over {len(walls)} pipelines (not counted below).",
     ]
