@@ -350,6 +350,28 @@ def report(args: argparse.Namespace) -> list[str]:
     return lines
 
 
+def check_command(out: Path) -> str:
+    """The command that ran a check's folder, from its runs' configs and the (ρ, seed) it holds."""
+    from omegaconf import OmegaConf
+
+    runs = sorted(out.glob("rho*/seed*/student_distill/config.yaml"))
+    if not runs:
+        return f"(no runs in {out})"
+    cfg = OmegaConf.load(runs[0])
+    rhos = sorted({float(r.parts[-4].removeprefix("rho")) for r in runs})
+    seeds = sorted({int(r.parts[-3].removeprefix("seed")) for r in runs})
+    cosine = all((r.parents[1] / VARIANTS["cosine"][0] / "metrics.json").is_file() for r in runs)
+    try:
+        shown = out.resolve().relative_to(ROOT.resolve())
+    except ValueError:
+        shown = out
+    return (
+        f"python scripts/claims_ocarm.py --rhos {' '.join(f'{r:g}' for r in rhos)} --seeds "
+        f"{' '.join(map(str, seeds))} --lr {cfg.task.optimizer.lr:g} --rep-weight "
+        f"{cfg.task.objective.rep_weight:g}{'' if cosine else ' --variants mse'} --out {shown}"
+    )
+
+
 def reading(args: argparse.Namespace, summary: dict[str, Any], done: dict) -> list[str]:
     """The reading of a claim that did not reproduce: what the set-up left for distillation."""
     if not str(summary.get("verdict", "")).startswith("not reproduced"):
@@ -380,7 +402,7 @@ def reading(args: argparse.Namespace, summary: dict[str, Any], done: dict) -> li
         "by a budget. The planted claim test shows the mechanism with 1,000 training rows, where a dense "
         "teacher target is worth more than noisy binary labels; with the retention preset's tens of "
         "thousands of conversions, any gain of the default alignment is below what three worlds of "
-        "~14.5k test rows resolve.",
+        "~14.5k test rows resolve (the set-up checks below try a lower learning rate and λ = 10).",
     ]
 
 
@@ -421,6 +443,7 @@ def setup_checks(args: argparse.Namespace) -> list[str]:
     if not args.checks or not rows:
         return []
     walls = [float(w.read_text()) for c in args.checks for w in c.glob("rho*/seed*/wall_s.txt")]
+    commands = [f"    {check_command(d)}" for d in args.checks]
     gains = []  # a check run at every ρ and seed: its own paired comparison and verdict
     for d in args.checks:
         sub = argparse.Namespace(**{**vars(args), "out": d, "variants": ["mse"]})
@@ -450,9 +473,10 @@ def setup_checks(args: argparse.Namespace) -> list[str]:
     return [
         "",
         "Set-up checks: the same pipeline with another learning rate (every trained stage) or λ, "
-        f"from `--checks {' '.join(str(c) for c in args.checks)}` (each run by this script with that "
-        "`--lr` / `--rep-weight` and its own `--out`), beside the main runs (first rows). "
-        "Validation LogLoss is what early stopping selects on; distilled = λ·MSE:",
+        "beside the main runs (first rows); validation LogLoss is what early stopping selects on; "
+        "distilled = λ·MSE. Each check's command (its `--out` is read back with `--checks`):",
+        "",
+        *commands,
         "",
         "| lr | λ | ρ | seed | teacher val LogLoss / test AUC | plain val LogLoss / test AUC | "
         "distilled val LogLoss / test AUC | Δ test AUC | epochs teacher / plain / distilled |",

@@ -247,11 +247,16 @@ def _conv_ocarm(out: Path) -> tuple[str, str] | None:
     for key, name in ((f"{rho:g}", f"ρ = {rho:g}"), ("0", "ρ = 0 (control)")):
         d = r["rhos"][key][v]
         cells.append(f"{name}: {d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] ({d['n']})")
+    other = [
+        f"{k}: {d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] at ρ = {rho:g}"
+        for k, d in r["rhos"][f"{rho:g}"].items()
+        if k != v
+    ]
     t = r["teacher"]
     return (
         f"ΔAUC distilled ({v}) − plain student, `data.preset=retention`, every stage early-stopped "
-        f"(`python scripts/claims_ocarm.py`): " + "; ".join(cells) + f"; teacher AUC {t['teacher']:.3f} "
-        f"(oracle {t['full']:.3f}, observables-only oracle {t['observables']:.3f})",
+        f"(`python scripts/claims_ocarm.py`): " + "; ".join(cells + other) + f"; teacher AUC "
+        f"{t['teacher']:.3f} (oracle {t['full']:.3f}, observables-only oracle {t['observables']:.3f})",
         f"{r['verdict']} ([results/claims.md](results/claims.md#ocarm-at-convergence))",
     )
 
