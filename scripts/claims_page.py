@@ -44,11 +44,6 @@ PENDING = [
     "Not measured at convergence in this session (2 shared CPU cores; the studies above took the "
     "time). What each needs, and the command that comes closest today:",
     "",
-    "- **OCARM** (distilled student > plain student > collapse of the leaky naive model): the "
-    "`retention` preset (≥ 10k test rows, `data.world.engagement_correlation`) with 3 world seeds and "
-    "early stopping; closest command (fixed epochs, one world): `python scripts/results_streaming.py "
-    "--only ocarm --preset retention --ocarm-epochs 20 --seeds 0 1 2`. The oracle's available gap is in "
-    "[../synthetic_world.md](../synthetic_world.md) (`python scripts/oracle_curves.py --only retention`).",
     "- **LUM at 3 sizes** (does LUM + DCNv2's gain over DCNv2 grow with the LUM's size?): no script "
     "sweeps the LUM's size yet; one size, fixed budget: `python scripts/results_lum.py all "
     "--pretrain-steps 2000 --epochs 3 --seeds 0 1 2`.",

@@ -283,6 +283,32 @@ def _conv_grab(out: Path) -> tuple[str, str] | None:
     )
 
 
+def _conv_ocarm(out: Path) -> tuple[str, str] | None:
+    f = out / "ocarm" / "summary.json"
+    if not f.is_file():
+        return None
+    r = json.loads(f.read_text())
+    if "verdict" not in r:
+        return None
+    v, rho = r["variant"], r["rho"]
+    cells = []
+    for key, name in ((f"{rho:g}", f"ρ = {rho:g}"), ("0", "ρ = 0 (control)")):
+        d = r["rhos"][key][v]
+        cells.append(f"{name}: {d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] ({d['n']})")
+    other = [
+        f"{k}: {d['mean']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}] at ρ = {rho:g}"
+        for k, d in r["rhos"][f"{rho:g}"].items()
+        if k != v
+    ]
+    t = r["teacher"]
+    return (
+        f"ΔAUC distilled ({v}) − plain student, `data.preset=retention`, every stage early-stopped "
+        f"(`python scripts/claims_ocarm.py`): " + "; ".join(cells + other) + f"; teacher AUC "
+        f"{t['teacher']:.3f} (oracle {t['full']:.3f}, observables-only oracle {t['observables']:.3f})",
+        f"{r['verdict']} ([results/claims.md](results/claims.md#ocarm-at-convergence))",
+    )
+
+
 CLAIMS = [
     Claim(
         "grab_cama",
@@ -390,7 +416,8 @@ CLAIMS = [
         0.03,
         "tests/claims/test_ocarm_claim.py",
         _ocarm,
-        "python scripts/results_streaming.py --only ocarm (data.preset=retention)",
+        "python scripts/claims_ocarm.py",
+        converged=_conv_ocarm,
     ),
 ]
 

@@ -158,7 +158,8 @@ def run_bh_amtl(args: argparse.Namespace) -> None:
 
 
 def _score_test(stage_dir: Path) -> tuple[Any, Any]:
-    """Test-set probabilities and labels of a CTR stage's best checkpoint."""
+    """Test-set probabilities and labels (the task's label, ``task.label``) of a CTR stage's best
+    checkpoint."""
     import torch
     from omegaconf import OmegaConf
 
@@ -174,7 +175,7 @@ def _score_test(stage_dir: Path) -> tuple[Any, Any]:
     with torch.no_grad():
         for batch in dm.test_dataloader():
             probs.append(torch.sigmoid(model(batch)))
-            labels.append(batch.labels["click"])
+            labels.append(batch.labels[cfg.task.label])
     return torch.cat(probs), torch.cat(labels)
 
 

@@ -99,6 +99,9 @@ def test_ocarm_pipeline_and_the_privileged_data_guard(tmp_path, monkeypatch):
     for stage in ("student", "student_distill"):
         cfg = yaml.safe_load((tmp_path / "pipe" / stage / "config.yaml").read_text())
         assert cfg["data"]["privileged"] is False
+    teacher = yaml.safe_load((tmp_path / "pipe" / "teacher" / "config.yaml").read_text())
+    # The teacher validates with its content (checkpoint selection on the teacher, not the naive model).
+    assert teacher["data"]["privileged_val"] is True and teacher["callbacks"]["model_checkpoint"]["monitor"]
     logged = np.load(results[1].outputs["teacher_path"])
     assert logged["col_rep"].shape == (logged["log_row"].size, 32)  # the teacher's last hidden width
     out = results[1].outputs

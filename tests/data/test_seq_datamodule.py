@@ -140,6 +140,17 @@ def test_privileged_onboarding_only_in_training_batches_when_asked():
     assert m["oracle_auc"] == m["oracle_auc_retention"] > m["observable_auc_retention"]
 
 
+def test_privileged_val_puts_the_content_in_validation_batches_only():
+    dm = tiny(rows="conversions", label="retention", privileged=True, privileged_val=True)
+    val = list(dm.val_dataloader())
+    assert val and all(
+        b.privileged is not None and torch.all(b.privileged["onboarding"].lengths() >= 1) for b in val
+    )
+    assert all(b.privileged is None for b in dm.test_dataloader())  # test batches: never
+    with pytest.raises(ValueError, match=r"privileged_val=true .* needs privileged=true"):
+        SyntheticSeqDataModule(preset="tiny", rows="conversions", label="retention", privileged_val=True)
+
+
 def test_privileged_content_of_exposure_rows_belongs_to_conversions_only():
     dm = tiny(privileged=True)
     b = first_batch(dm.train_dataloader())

@@ -151,7 +151,10 @@ class WorldDataModule(DataModule):
         domains: serve only these domains (1-based ids); null = all.
         max_history: the K most recent events in ``Batch.history``; 0 = no history; null = all.
         privileged: put the onboarding content in training batches (``Batch.privileged``); never
-            in validation, test or per-day evaluation batches.
+            in test or per-day evaluation batches, nor in validation batches unless ``privileged_val``.
+        privileged_val: also put it in validation batches (needs ``privileged``), so that a
+            model trained with the content (OCARM's teacher) stops and selects its checkpoint on its
+            own validation loss with the content rather than on the served-without-content one.
         warmup_days, val_days, test_days: the split by days (see the module docstring).
         batch_size, eval_batch_size, num_workers: the :class:`LoaderSpec`.
         generation_workers: processes generating the world (the data do not depend on it).
@@ -176,6 +179,7 @@ class WorldDataModule(DataModule):
         domains: Sequence[int] | None = None,
         max_history: int | None = 256,
         privileged: bool = False,
+        privileged_val: bool = False,
         warmup_days: int = 2,
         val_days: int = 1,
         test_days: int = 1,
@@ -215,7 +219,12 @@ class WorldDataModule(DataModule):
         if max_history is not None and max_history < 0:
             raise ValueError(f"synthetic world data: max_history={max_history} must be >= 0 or null (all)")
         self.max_history = max_history
-        self.privileged = privileged
+        if privileged_val and not privileged:
+            raise ValueError(
+                "synthetic world data: privileged_val=true puts the onboarding content in validation "
+                "batches and needs privileged=true (the content in training batches)"
+            )
+        self.privileged, self.privileged_val = privileged, privileged_val
         for arg, value, low in (
             ("warmup_days", warmup_days, 0),
             ("val_days", val_days, 1),
@@ -286,12 +295,12 @@ class WorldDataModule(DataModule):
             raise ValueError(f"synthetic world data: split={split!r} is unknown; use one of {list(SPLITS)}")
         return self.samples.days_range(self.split_days[split])
 
-    def _eval_loader(self, lo: int, hi: int) -> DataLoader:
+    def _eval_loader(self, lo: int, hi: int, privileged: bool = False) -> DataLoader:
         sampler = EpochBatchSampler(hi - lo, self.loader.eval_batch_size, shuffle=False)
-        return sample_loader(self.samples, lo, hi, sampler, privileged=False, num_workers=self.loader)
+        return sample_loader(self.samples, lo, hi, sampler, privileged=privileged, num_workers=self.loader)
 
     def val_dataloader(self) -> DataLoader:
-        return self._eval_loader(*self.split_range("val"))
+        return self._eval_loader(*self.split_range("val"), privileged=self.privileged_val)
 
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader(*self.split_range("test"))
