@@ -49,9 +49,6 @@ PENDING = [
     "early stopping; closest command (fixed epochs, one world): `python scripts/results_streaming.py "
     "--only ocarm --preset retention --ocarm-epochs 20 --seeds 0 1 2`. The oracle's available gap is in "
     "[../synthetic_world.md](../synthetic_world.md) (`python scripts/oracle_curves.py --only retention`).",
-    "- **LUM at 3 sizes** (does LUM + DCNv2's gain over DCNv2 grow with the LUM's size?): no script "
-    "sweeps the LUM's size yet; one size, fixed budget: `python scripts/results_lum.py all "
-    "--pretrain-steps 2000 --epochs 3 --seeds 0 1 2`.",
     "- **GRAB** history curve to 512 events on `data.preset=long_history` beside the oracle's curve "
     "(`python scripts/oracle_curves.py --only history`): `python scripts/results_sequence.py run "
     "--preset long_history --sweep 8 32 128 512 --sweep-seeds 0 1 2 --steps 0 --epochs 3`. GRAB's "

@@ -235,6 +235,28 @@ def _conv_amtl(out: Path) -> tuple[str, str] | None:
     )
 
 
+def _conv_lum(out: Path) -> tuple[str, str] | None:
+    f = out / "lum" / "summary.json"
+    if not f.is_file():
+        return None
+    r = json.loads(f.read_text())
+    gains, growth = r["gain"], r["growth"]
+    sizes = list(gains)
+
+    def fmt(g: dict) -> str:
+        return f"{g['mean']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}]"
+
+    shown = [s for s in sizes if gains[s]["low"] > 0]
+    return (
+        "ΔAUC LUM + DCNv2 − DCNv2 per LUM size (dim × layers), pre-training and DCNv2 early-stopped "
+        "(`python scripts/claims_lum.py`): "
+        + "; ".join(f"{s}: {fmt(gains[s])}" for s in sizes)
+        + f" ({growth['n']}); gain growth {sizes[-1]} − {sizes[0]}: {fmt(growth)}",
+        f"gain > 0: {'reproduced at ' + ', '.join(shown) if shown else 'not reproduced'}; grows with size: "
+        f"{growth['verdict']} ([results/claims.md](results/claims.md#lum-at-three-sizes))",
+    )
+
+
 CLAIMS = [
     Claim(
         "grab_cama",
@@ -264,7 +286,8 @@ CLAIMS = [
         0.1,
         "tests/claims/test_lum_claim.py",
         _lum,
-        "python scripts/results_lum.py",
+        "python scripts/claims_lum.py",
+        converged=_conv_lum,
     ),
     Claim(
         "unimixer",
