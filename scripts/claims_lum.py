@@ -219,6 +219,21 @@ def size_costs(args: argparse.Namespace) -> dict[str, dict[str, int]]:
     return cache
 
 
+def oracle_history(args: argparse.Namespace, seed: int) -> dict[str, float]:
+    """The world's oracle AUC on the test day (the last day) from no history, the latest
+    ``--history`` events, and the whole history (``scripts/oracle_curves.py``'s ``history``;
+    cached in ``seed<s>/oracle_history.json``)."""
+    from recsys_lab.runners.stage import write_json_atomic
+    from scripts.oracle_curves import history
+
+    f = args.out / f"seed{seed}" / "oracle_history.json"
+    if not f.is_file():
+        r = history(10**9, seed, args.preset, {"num_users": args.users}, ks=(0, args.history, None))
+        write_json_atomic(f, r)
+    curve = json.loads(f.read_text())["curve"]
+    return {str(c["k"]): float(c["auc"]) for c in curve}
+
+
 def pretrain_summary(stage_dir: Path, args: argparse.Namespace) -> dict[str, object]:
     curve = pretrain_curve(stage_dir)
     metrics = json.loads((stage_dir / "metrics.json").read_text())
@@ -265,6 +280,7 @@ def report(args: argparse.Namespace) -> list[str]:
         a = {k: auc(p, y) for k, (p, _) in preds.items()}
         row = {"rows": int(y.numel()), "auc": a, "gain": {}, "oracle": None}
         row["oracle"] = json.loads((dirs["dcnv2"] / "metrics.json").read_text()).get("test/oracle_auc")
+        row["history_oracle"] = oracle_history(args, seed)
         for s in sizes:
             lo, hi = bootstrap_interval(auc, preds[s][0], y, baseline=base, replicates=args.resamples)
             row["gain"][s] = (a[s] - a["dcnv2"], lo, hi)
@@ -321,17 +337,17 @@ def report(args: argparse.Namespace) -> list[str]:
         "Test AUC per seed (each seed its own world and test day), and the gain over DCNv2 alone "
         "[paired bootstrap over the test rows, 95%]:",
         "",
-        "| seed | test rows | oracle AUC | DCNv2 | "
+        f"| seed | test rows | oracle AUC: no history / last {args.history} events / all | DCNv2 | "
         + " | ".join(f"LUM {s} + DCNv2: AUC, gain [bootstrap]" for s in sizes)
         + f" | gain growth {large} − {small} [bootstrap] |",
         "|---|---|---|---|" + "---|" * len(sizes) + "---|",
     ]
     for seed, r in per_seed.items():
+        h = r["history_oracle"]
         cells = [f"{r['auc'][s]:.4f}, {fmt_interval(*r['gain'][s])}" for s in sizes]
         lines.append(
-            f"| {seed} | {r['rows']:,} | {r['oracle']:.4f} | {r['auc']['dcnv2']:.4f} | "
-            + " | ".join(cells)
-            + f" | {fmt_interval(*r['growth'])} |"
+            f"| {seed} | {r['rows']:,} | {h['0']:.4f} / {h[str(args.history)]:.4f} / {h['all']:.4f} | "
+            f"{r['auc']['dcnv2']:.4f} | " + " | ".join(cells) + f" | {fmt_interval(*r['growth'])} |"
         )
     summary: dict[str, object] = {"seeds": done, "gain": {}}
     lines += ["", "Across seeds (mean [95% t-interval], n = " + f"{len(done)}):", ""]

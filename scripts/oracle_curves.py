@@ -64,8 +64,16 @@ def retention(rho: float, test_days: int, seed: int) -> dict[str, object]:
     }
 
 
-def history(rows: int, seed: int) -> dict[str, object]:
-    spec = WorldSpec.from_preset("long_history", {"seed": seed})
+def history(
+    rows: int,
+    seed: int,
+    preset: str = "long_history",
+    knobs: dict[str, object] | None = None,
+    ks: tuple[int | None, ...] = HISTORY_KS,
+) -> dict[str, object]:
+    """The oracle's AUC / LogLoss on ``rows`` of the last day's exposures of ``preset`` (with world
+    ``knobs``) from the latest K events only, for each K of ``ks`` (None = the whole history)."""
+    spec = WorldSpec.from_preset(preset, {"seed": seed, **(knobs or {})})
     t0 = time.time()
     world = World(spec)
     log = world.generate_all()
@@ -79,7 +87,7 @@ def history(rows: int, seed: int) -> dict[str, object]:
     g = world.gains
     curve: list[dict[str, object]] = []
     previous: torch.Tensor | None = None
-    for k in HISTORY_KS:
+    for k in ks:
         if k == 0:
             z = static
         else:
@@ -103,7 +111,8 @@ def history(rows: int, seed: int) -> dict[str, object]:
         curve.append(point)
     lengths = pick - first
     return {
-        "preset": "long_history",
+        "preset": preset,
+        "knobs": knobs or {},
         "seed": seed,
         "rows": int(pick.size),
         "exposures": len(log),
