@@ -168,22 +168,18 @@ def run_lum(args: argparse.Namespace, seed: int, size: str) -> None:
     )
 
 
-def pretrain_curve(stage_dir: Path) -> list[tuple[int, float]]:
-    """(training step, validation InfoNCE) at every validation check of a pre-training run (the
-    re-validation of the best checkpoint after fitting, logged at the last step again, is dropped)."""
+def pretrain_curve(stage_dir: Path, val_every: int) -> list[tuple[int, float]]:
+    """(training steps done, validation InfoNCE) at every validation check of a pre-training run,
+    which validates every ``val_every`` steps (logged at step index ``k·val_every − 1``); the
+    re-validation of the best checkpoint after fitting (logged at the final step count) is left out."""
     f = stage_dir / "csv" / "metrics.csv"
     if not f.is_file():
         return []
-    out: list[tuple[int, float]] = []
+    curve: list[tuple[int, float]] = []
     with f.open() as fh:
         for r in csv.DictReader(fh):
-            if r.get("val/infonce") and r.get("step"):
-                out.append((int(float(r["step"])) + 1, float(r["val/infonce"])))
-    seen, curve = set(), []
-    for step, v in out:
-        if step not in seen:
-            seen.add(step)
-            curve.append((step, v))
+            if r.get("val/infonce") and r.get("step") and (int(float(r["step"])) + 1) % val_every == 0:
+                curve.append((int(float(r["step"])) + 1, float(r["val/infonce"])))
     return curve
 
 
@@ -235,7 +231,7 @@ def oracle_history(args: argparse.Namespace, seed: int) -> dict[str, float]:
 
 
 def pretrain_summary(stage_dir: Path, args: argparse.Namespace) -> dict[str, object]:
-    curve = pretrain_curve(stage_dir)
+    curve = pretrain_curve(stage_dir, args.pretrain_val_every)
     metrics = json.loads((stage_dir / "metrics.json").read_text())
     last = curve[-1][0] if curve else 0
     best = min(curve, key=lambda c: c[1]) if curve else (0, math.nan)

@@ -58,7 +58,7 @@ def test_curve_drops_the_final_revalidation(tmp_path: Path) -> None:
     (tmp_path / "csv" / "metrics.csv").write_text(
         "epoch,step,train/infonce_step,val/infonce\n"
         "0,9,6.1,\n0,99,,5.5\n1,199,,4.0\n1,299,,4.2\n"
-        "1,299,,4.0\n"  # the best checkpoint re-validated after fitting, at the last step
+        "1,300,,4.0\n"  # the best checkpoint re-validated after fitting, at the final step count
     )
-    assert pretrain_curve(tmp_path) == [(100, 5.5), (200, 4.0), (300, 4.2)]
-    assert pretrain_curve(tmp_path / "missing") == []
+    assert pretrain_curve(tmp_path, 100) == [(100, 5.5), (200, 4.0), (300, 4.2)]
+    assert pretrain_curve(tmp_path / "missing", 100) == []
