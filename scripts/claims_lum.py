@@ -230,18 +230,28 @@ def oracle_history(args: argparse.Namespace, seed: int) -> dict[str, float]:
     return {str(c["k"]): float(c["auc"]) for c in curve}
 
 
-def pretrain_summary(stage_dir: Path, args: argparse.Namespace) -> dict[str, object]:
+def pretrain_summary(pipeline_dir: Path, args: argparse.Namespace) -> dict[str, object]:
+    """One LUM pipeline: its pre-training curve and where it stopped, the test retrieval AUC, the
+    feature columns it wrote, and its wall and CPU seconds."""
+    stage_dir = pipeline_dir / "pretrain"
     curve = pretrain_curve(stage_dir, args.pretrain_val_every)
     metrics = json.loads((stage_dir / "metrics.json").read_text())
     last = curve[-1][0] if curve else 0
     best = min(curve, key=lambda c: c[1]) if curve else (0, math.nan)
+    meta = json.loads((pipeline_dir / "features" / "lum_features.json").read_text())
+    cpu = pipeline_dir / "cpu_s.txt"
     return {
         "curve": curve,
         "steps": last,
         "best_step": best[0],
         "best_val": best[1],
+        # how much the last two checks still gained (a plateau: about 0)
+        "last_drop": curve[-3][1] - curve[-1][1] if len(curve) >= 3 else math.nan,
         "capped": last >= args.pretrain_max_steps,
         "retrieval_auc": metrics.get("test/retrieval_auc"),
+        "columns": len(meta["names"]),
+        "wall_s": wall_s(pipeline_dir) or 0.0,
+        "cpu_s": float(cpu.read_text()) if cpu.is_file() else 0.0,
     }
 
 
@@ -280,7 +290,7 @@ def report(args: argparse.Namespace) -> list[str]:
         for s in sizes:
             lo, hi = bootstrap_interval(auc, preds[s][0], y, baseline=base, replicates=args.resamples)
             row["gain"][s] = (a[s] - a["dcnv2"], lo, hi)
-            pre[s].append(pretrain_summary(sdir / f"lum_{s}" / "pretrain", args))
+            pre[s].append(pretrain_summary(sdir / f"lum_{s}", args))
         lo, hi = bootstrap_interval(
             auc, preds[large][0], y, baseline=preds[small][0], replicates=args.resamples
         )
@@ -315,18 +325,21 @@ def report(args: argparse.Namespace) -> list[str]:
         return [*lines, f"Not run yet: `{args.command}`."]
     lines += [
         "| LUM size (dim × layers) | parameters (all / without embeddings) | forward FLOPs per example | "
-        "pre-training steps run (per seed) | stopped early | best val InfoNCE (per seed) | "
-        "test next-item retrieval AUC |",
-        "|---|---|---|---|---|---|---|",
+        "feature columns for DCNv2 | pre-training steps run (per seed) | stopped early | best val InfoNCE "
+        f"(per seed) | val InfoNCE gained over the last {2 * args.pretrain_val_every} steps (per seed) | "
+        "test next-item retrieval AUC (per seed) | one chain: wall / CPU min (mean) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in sizes:
         c = costs.get(s, {})
         p = pre[s]
         lines.append(
             f"| {dims[s][0]} × {dims[s][1]} | {c.get('params', 0):,} / {c.get('dense_params', 0):,} | "
-            f"{c.get('flops', 0) / 1e6:.1f} M | {', '.join(str(x['steps']) for x in p)} | "
+            f"{c.get('flops', 0) / 1e6:.1f} M | {p[0]['columns']} | {', '.join(str(x['steps']) for x in p)} | "
             f"{sum(not x['capped'] for x in p)}/{len(p)} | {', '.join(format(x['best_val'], '.3f') for x in p)} | "
-            f"{fmt_interval(*t_interval([float(x['retrieval_auc']) for x in p]))} |"
+            f"{', '.join(format(x['last_drop'], '.3f') for x in p)} | "
+            f"{', '.join(format(float(x['retrieval_auc']), '.4f') for x in p)} | "
+            f"{statistics.fmean(x['wall_s'] for x in p) / 60:.1f} / {statistics.fmean(x['cpu_s'] for x in p) / 60:.1f} |"
         )
     lines += [
         "",
@@ -371,8 +384,10 @@ def report(args: argparse.Namespace) -> list[str]:
         f"{boot_below}; the mean gains {'rise' if monotone else 'do not rise'} monotonically over the "
         f"sizes ({', '.join(f'{m:+.4f}' for m in means)}).",
         f"- Wall time: {sum(walls) / 60:.0f} min over {len(walls)} runs (one DCNv2 and {len(sizes)} LUM "
-        "pipelines per seed; shared 2-core CPU, one thread each); DCNv2 epochs per run (early stopping): "
-        f"{epochs}.",
+        "pipelines per seed; shared 2-core CPU, one thread each, two runs at a time); CPU time of the LUM "
+        f"pipelines: {sum(x['cpu_s'] for p in pre.values() for x in p) / 60:.0f} min. DCNv2 epochs run "
+        f"(early stopping; per seed: alone, then with each size's features): {epochs}; runs that hit the "
+        f"{args.max_epochs}-epoch cap: {sum(e is not None and e >= args.max_epochs for e in epochs)}.",
         "",
         "![LUM pre-training: validation InfoNCE per step](claims_lum_curves.png)",
     ]
