@@ -247,12 +247,14 @@ def _conv_lum(out: Path) -> tuple[str, str] | None:
         return f"{g['mean']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}]"
 
     shown = [s for s in sizes if gains[s]["low"] > 0]
+    against = [s for s in sizes if gains[s]["high"] < 0]
     return (
         "ΔAUC LUM + DCNv2 − DCNv2 per LUM size (dim × layers), pre-training and DCNv2 early-stopped "
         "(`python scripts/claims_lum.py`): "
         + "; ".join(f"{s}: {fmt(gains[s])}" for s in sizes)
         + f" ({growth['n']}); gain growth {sizes[-1]} − {sizes[0]}: {fmt(growth)}",
-        f"gain > 0: {'reproduced at ' + ', '.join(shown) if shown else 'not reproduced'}; grows with size: "
+        f"gain > 0: {'reproduced at ' + ', '.join(shown) if shown else 'not reproduced'}"
+        f"{'; contradicted at ' + ', '.join(against) if against else ''}; grows with size: "
         f"{growth['verdict']} ([results/claims.md](results/claims.md#lum-at-three-sizes))",
     )
 
