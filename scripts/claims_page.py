@@ -44,9 +44,9 @@ PENDING = [
     "Not measured at convergence in this session (2 shared CPU cores; the studies above took the "
     "time). What each needs, and the command that comes closest today:",
     "",
-    "- **LUM at 3 sizes** (does LUM + DCNv2's gain over DCNv2 grow with the LUM's size?): no script "
-    "sweeps the LUM's size yet; one size, fixed budget: `python scripts/results_lum.py all "
-    "--pretrain-steps 2000 --epochs 3 --seeds 0 1 2`.",
+    "- **PCF-GNN's AUC at the storage crossover** (the storage curves are counted above; the AUC of the "
+    "GNN feature against the exact table at those row counts is not measured): "
+    "`python scripts/results_embeddings.py` runs the PCF-GNN rows at the embeddings page's scale only.",
 ]
 
 

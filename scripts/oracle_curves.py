@@ -87,8 +87,16 @@ def truncated_oracle(world: World, log: EventLog, rows: np.ndarray, k: int | Non
     return 1.0 / (1.0 + np.exp(-spec.temperature * z))
 
 
-def history(rows: int, seed: int) -> dict[str, object]:
-    spec = WorldSpec.from_preset("long_history", {"seed": seed})
+def history(
+    rows: int,
+    seed: int,
+    preset: str = "long_history",
+    knobs: dict[str, object] | None = None,
+    ks: tuple[int | None, ...] = HISTORY_KS,
+) -> dict[str, object]:
+    """The oracle's AUC / LogLoss on ``rows`` of the last day's exposures of ``preset`` (with world
+    ``knobs``) from the latest K events only, for each K of ``ks`` (None = the whole history)."""
+    spec = WorldSpec.from_preset(preset, {"seed": seed, **(knobs or {})})
     t0 = time.time()
     world = World(spec)
     log = world.generate_all()
@@ -100,7 +108,7 @@ def history(rows: int, seed: int) -> dict[str, object]:
     y = torch.from_numpy(((log.action[pick] & CLICK) > 0).astype(np.float64))
     curve: list[dict[str, object]] = []
     previous: torch.Tensor | None = None
-    for k in HISTORY_KS:
+    for k in ks:
         p = truncated_oracle(world, log, pick, k)
         point: dict[str, object] = {"k": "all" if k is None else k, **_metrics(p, y)}
         pt = torch.from_numpy(p)
@@ -110,7 +118,8 @@ def history(rows: int, seed: int) -> dict[str, object]:
         curve.append(point)
     lengths = pick - first
     return {
-        "preset": "long_history",
+        "preset": preset,
+        "knobs": knobs or {},
         "seed": seed,
         "rows": int(pick.size),
         "exposures": len(log),
