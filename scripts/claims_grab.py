@@ -232,6 +232,18 @@ def report(args: argparse.Namespace) -> list[str]:
             f"t-interval over seeds): GRAB {fmt_interval(sm, slo, shi)} per doubling; the oracle's on the same "
             f"rows {om:+.4f}.",
         ]
+    if complete:
+        top = args.ks[-1]
+        best = [min(pts, key=lambda e: e[1])[0] + 1 for (s_, k), pts in curves.items() if k == top and pts]
+        lines += [
+            "",
+            f"Reading: against the oracle's gains on the same rows, how much of the available effect each "
+            f"step recovers. At K = {top} the best validation epoch was {best} (1-based) and the runs "
+            f"stopped after {[epochs[(s_, top)] for s_ in sorted(complete)]} epochs; the validation set "
+            f"behind early stopping ({args.val_rows} rows) is small, so a stop after a "
+            "noisy epoch is likely, which would cut long-history runs short first (a hypothesis, not "
+            "tested here: more validation rows or patience would tell).",
+        ]
     w = [x for x in walls if not math.isnan(x)]
     lines += [
         "",
