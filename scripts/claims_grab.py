@@ -136,7 +136,7 @@ def report(args: argparse.Namespace) -> list[str]:
             epochs[(seed, k)] = m.get("epochs")
             capped += int(m.get("epochs", 0) >= args.max_epochs)
             curves[(seed, k)] = curve(d, m.get("epochs", args.max_epochs))
-    complete = {s: r for s, r in per_seed.items() if all(k in r for k in args.ks)}
+    complete = {s: r for s, r in per_seed.items() if all(k in r for k in args.ks)} if len(args.ks) > 1 else {}
     lines = [
         "Claim (GRAB paper): quality rises monotonically, roughly linearly in log sequence length. "
         f"World: `data.preset=long_history` with `data.world.num_users={args.users}` (the oracle's AUC "
@@ -232,6 +232,24 @@ def report(args: argparse.Namespace) -> list[str]:
             f"t-interval over seeds): GRAB {fmt_interval(sm, slo, shi)} per doubling; the oracle's on the same "
             f"rows {om:+.4f}.",
         ]
+    if complete:
+        top = args.ks[-1]
+        best = [min(pts, key=lambda e: e[1])[0] + 1 for (s_, k), pts in curves.items() if k == top and pts]
+        lines += [
+            "",
+            "Reading: GRAB recovers "
+            + ", ".join(
+                f"{gn['mean'] / gn['oracle']:.0%} of the oracle's gain at {gn['step'][0]} → {gn['step'][1]}"
+                for gn in gains
+                if gn["oracle"] > 0
+            )
+            + f". At K = {top} the best validation epoch was {best} (1-based) and the runs stopped after "
+            f"{[epochs[(s_, top)] for s_ in sorted(complete)]} epochs; the validation set behind early "
+            f"stopping ({args.val_rows} rows) is small, so stopping short is a candidate explanation of the "
+            "last step, which the check below (if run) tests.",
+        ]
+    if args.check is not None:
+        lines += check_lines(args)
     w = [x for x in walls if not math.isnan(x)]
     lines += [
         "",
@@ -249,6 +267,55 @@ def report(args: argparse.Namespace) -> list[str]:
 
     write_json_atomic(args.out / "summary.json", summary)
     return lines
+
+
+def check_lines(args: argparse.Namespace) -> list[str]:
+    """A diagnostic invocation of this script (``--check <its --out>``): its runs beside the study's
+    run of the same seed and K, on the same test rows."""
+    import torch
+
+    from recsys_lab.metrics import auc, bootstrap_interval
+
+    out = []
+    command = (
+        (args.check / "command.txt").read_text().strip() if (args.check / "command.txt").is_file() else "?"
+    )
+    for d in sorted(args.check.glob("k*/seed*")):
+        if not (d / "test_rows.pt").is_file():
+            continue
+        k, seed = int(d.parent.name[1:]), int(d.name[4:])
+        c = torch.load(d / "test_rows.pt")
+        m = json.loads((d / "metrics.json").read_text())
+        pts = curve(d, m.get("epochs", 0))
+        main = args.out / d.parent.name / d.name / "test_rows.pt"
+        study = json.loads((main.parent / "metrics.json").read_text()) if main.is_file() else {}
+        study_pts = curve(main.parent, study.get("epochs", 0))
+        text = (
+            f"Check (K = {k}, seed {seed}; `{command}`): test AUC {auc(c['probs'], c['labels']):.4f} after "
+            f"{m.get('epochs')} epochs (validation LogLoss per epoch {', '.join(f'{v:.4f}' for _, v in pts)})"
+        )
+        if main.is_file():
+            r = torch.load(main)
+            if torch.equal(r["labels"], c["labels"]):
+                lo, hi = bootstrap_interval(
+                    auc, c["probs"], c["labels"], baseline=r["probs"], replicates=args.resamples
+                )
+                text += (
+                    f"; the study's early-stopped run on the same rows {auc(r['probs'], r['labels']):.4f}, "
+                    f"paired difference [{lo:+.4f}, {hi:+.4f}]"
+                )
+            if pts and study_pts:
+                b_check = min(pts, key=lambda e: e[1])[0] + 1
+                b_study = min(study_pts, key=lambda e: e[1])[0] + 1
+                text += f". Best validation epoch: {b_check} here, {b_study} in the study's run" + (
+                    "; the validation LogLoss only rises after it, so the model over-fits from there on "
+                    "rather than being stopped short by a noisy validation set"
+                    if b_check == b_study
+                    and all(b[1] >= a[1] for a, b in zip(pts[b_check - 1 :], pts[b_check:]))
+                    else ""
+                )
+        out += ["", text + "."]
+    return out
 
 
 def verdict_text(s: dict) -> str:
@@ -275,10 +342,15 @@ def main() -> None:
     ap.add_argument("--resamples", type=int, default=200)
     ap.add_argument("--extra", nargs="*", default=[], help="more Hydra overrides for every run")
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "claims" / "grab")
+    ap.add_argument(
+        "--check", type=Path, default=None, help="--out of a diagnostic invocation to report beside"
+    )
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
     args.command = command_line("claims_grab.py")
     if not args.report_only:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "command.txt").write_text(args.command + "\n")
         for seed in args.seeds:
             for k in args.ks:
                 d = args.out / f"k{k}" / f"seed{seed}"
