@@ -17,11 +17,14 @@ Groups of runs (``--groups``):
 - ``sequence``: DCNv2 (no history) against the sequence models of :data:`SEQUENCE` at
   ``--history`` events, on each split of ``--seq-splits``, ``--seq-seeds``;
 - ``history``: the models of ``--history-models`` against ``data.max_history`` in ``--histories``
-  (split ``--seq-splits``' first, ``--history-seeds``).
+  (split ``--seq-splits``' first, ``--history-seeds``), at a fixed budget (``--extra trainer.max_epochs=2``);
+- ``converged``: the same sweep trained to the recipe's early stopping (no ``trainer.max_epochs`` in
+  ``--extra``); ``DCNv2`` in ``--history-models`` is its no-history baseline. The page adds each
+  run's best epoch, whether it stopped early, and learning curves (``report --figures``: a PNG).
 
 Every run uses the defaults of ``data=movielens`` (conf/recipe/movielens.yaml) plus only the
 overrides shown on the page. A run folder ``<out>/<group>/<split>__<variant>__h<history>__s<seed>/``
-holds ``metrics.json``, ``predictions.npz`` (the best checkpoint's test probabilities and labels,
+holds ``metrics.json``, ``csv/metrics.csv`` (per-epoch metrics, ``--logger csv``), ``predictions.npz`` (the best checkpoint's test probabilities and labels,
 for the bootstrap) and ``run.json`` (overrides, wall time); ``run.json`` is written last and marks
 the run finished. Intervals on the page resample both the test rows (paired across models:
 the same resamples for every run, :func:`recsys_lab.metrics.bootstrap`) and the seeds.

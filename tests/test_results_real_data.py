@@ -212,7 +212,9 @@ def test_converged_group_jobs_and_section(script, tmp_path, monkeypatch):
     assert "(time split, trained to early stopping)" in text
     assert "| 128 | 10/10*, 10/10*, 10/10* |" in text and "| 8 | 3/5, 3/5, 3/5 |" in text
     assert "DCNv2: 2/4, 2/4, 2/4" in text
-    assert "Convergence: 9 of 12 runs stopped early" in text and "in 3 the tested checkpoint is the last" in text
+    assert (
+        "Convergence: 9 of 12 runs stopped early" in text and "in 3 the tested checkpoint is the last" in text
+    )
     # the learning curves: DCNv2's first seed, DIN at 8 and at 128 (bold: the tested epoch)
     assert "| DIN, h=8, seed 0 | 0.5700 | 0.5600 | **0.5500** | 0.5600 | 0.5700 |" in text
     assert (tmp_path / "page_curves_time.png").stat().st_size > 1000 and "(page_curves_time.png)" in text
@@ -220,5 +222,7 @@ def test_converged_group_jobs_and_section(script, tmp_path, monkeypatch):
     slope = next(line for line in text.splitlines() if line.startswith("DIN: least-squares slope"))
     lo, hi = (float(x) for x in slope.split("[")[1].split("]")[0].split(","))
     assert lo < hi < 0
-    row = next(line for line in text.splitlines() if line.startswith("| converged: DIN, time, h=128, seed 1 |"))
+    row = next(
+        line for line in text.splitlines() if line.startswith("| converged: DIN, time, h=128, seed 1 |")
+    )
     assert row.endswith("| 10 | 10 | no | 10 |")
