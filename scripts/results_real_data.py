@@ -627,6 +627,12 @@ def history_section(
         if trainer_overrides(r) == budget and r["history"] is None
     ]
     full = [] if converged else select(runs, group="tabular", split=split, variant=NO_HISTORY)
+    if converged and not base:  # the tabular section's recipe runs: the same training, no history
+        base = [
+            r
+            for r in select(runs, group="tabular", split=split, variant=NO_HISTORY)
+            if not trainer_overrides(r)
+        ]
     models = list(
         dict.fromkeys(
             [m for m in SEQUENCE if any(r["variant"] == m for r in pts)] + [r["variant"] for r in pts]
@@ -665,7 +671,8 @@ def history_section(
         lines.append(f"| {h} | " + " | ".join(auc_cell(at[m, h], boot) for m in models) + " |")
     lines.append("")
     if converged:
-        lines.append(f"Without history: {NO_HISTORY}, trained the same way, {auc_cell(base, boot)}.")
+        where = " (the tabular section's runs)" if base and base[0]["group"] == "tabular" else ""
+        lines.append(f"Without history: {NO_HISTORY}, trained the same way{where}, {auc_cell(base, boot)}.")
     else:
         lines.append(
             f"Without history: {NO_HISTORY} with the same budget {auc_cell(base, boot)}; {NO_HISTORY} with the recipe "
@@ -931,7 +938,7 @@ def cmd_report(args: argparse.Namespace) -> None:
             ]
         ),
         f"python scripts/results_real_data.py report --out {args.out}"
-        + (f" --sweep {args.sweep}" if args.sweep else ""),
+        + (f" --sweep {' '.join(args.sweep)}" if args.sweep else ""),
         "```",
         "",
     ]
@@ -995,8 +1002,9 @@ def cmd_report(args: argparse.Namespace) -> None:
         lines += history_section(runs, split, boot, group="converged", figure=figure)
     # -- tuning
     lines += ["## Tuning recipe", "", "`conf/sweep/optuna_movielens.yaml` (Optuna TPE, maximising val AUC; the test split is never seen):", "", "```bash"]  # fmt: skip
-    lines += [args.sweep_command or "python -m recsys_lab.train sweep=optuna_movielens data.path=/tmp/ml-100k data.split=random model=dcnv2 num_threads=1", "```", ""]  # fmt: skip
-    lines += sweep_section(Path(args.sweep) if args.sweep else None)
+    lines += [*(args.sweep_command or ["python -m recsys_lab.train sweep=optuna_movielens data.path=/tmp/ml-100k data.split=random model=dcnv2 num_threads=1"]), "```", ""]  # fmt: skip
+    for sweep in args.sweep or [None]:
+        lines += sweep_section(Path(sweep) if sweep else None)
     lines += [*(Path(args.notes).read_text().strip().splitlines() if args.notes else []), ""]
     # -- ML-1M
     if ds == "MovieLens-100K":
@@ -1059,8 +1067,10 @@ def main() -> None:
     p = sub.add_parser("report", help="write the page from finished runs")
     p.add_argument("--out", default="runs/results_real_data")
     p.add_argument("--page", default=str(REPO / "docs" / "results" / "real_data.md"))
-    p.add_argument("--sweep", default=None, help="the optuna sweep folder (holding optuna.db)")
-    p.add_argument("--sweep-command", default=None, help="the sweep's command line, for the page")
+    p.add_argument(
+        "--sweep", nargs="*", default=None, help="the optuna sweep folders (each holding optuna.db)"
+    )
+    p.add_argument("--sweep-command", nargs="*", default=None, help="the sweeps' command lines, for the page")
     p.add_argument("--command", nargs="*", default=None, help="the run command lines, for the page")
     p.add_argument("--notes", default=None, help="a markdown file appended after the tuning section")
     p.add_argument(
