@@ -67,6 +67,23 @@ SEQUENCE: dict[str, list[str]] = {
     "GRAB": ["model=grab", "task=grab", "model.kernel=padded", "model.num_heads=7"],
 }
 NO_HISTORY = "DCNv2"
+# GRAB on one packed sequence per user (data.packing=user, split=time only): each user's training
+# ratings tiled into segments of max_history events + a candidate, every rating a training example
+# once per epoch. data.batch_size then counts segments: PACKED_EVENTS // (max_history + 1) of them,
+# about as many events per step as the recipe's 512 samples (docs/sequence_models.md).
+PACKED = "GRAB, packed"
+PACKED_EVENTS = 512
+
+
+def packed_overrides(history: int) -> list[str]:
+    """The overrides of :data:`PACKED` at ``data.max_history=history``."""
+    return [
+        *SEQUENCE["GRAB"],
+        "data.packing=user",
+        f"data.batch_size={max(1, PACKED_EVENTS // (history + 1))}",
+    ]
+
+
 # The small tuning sweep on the time split (group ``tuning``): DCNv2 with each setting, picked by
 # val AUC against the recipe's own DCNv2 run of the same seed. The settings are the random-split
 # Optuna sweep's other best trials (docs/results/real_data.md, "Tuning recipe") and FuxiCTR's usual ones.
@@ -299,7 +316,9 @@ def jobs(args: argparse.Namespace) -> list[tuple[str, str, list[str], str, int |
                         out.append((group, name, SEQUENCE[name], args.seq_splits[0], None, seed))
                 for h in args.histories:
                     for name in args.history_models:
-                        if name != NO_HISTORY:
+                        if name == PACKED:
+                            out.append((group, name, packed_overrides(h), args.seq_splits[0], h, seed))
+                        elif name != NO_HISTORY:
                             out.append((group, name, SEQUENCE[name], args.seq_splits[0], h, seed))
         elif group == "tuning":  # the time split's small sweep: DCNv2 per candidate setting
             for seed in args.tune_seeds:
