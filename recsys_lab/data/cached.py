@@ -41,6 +41,7 @@ from recsys_lab.data.datamodule import (
     cap,
     check_size,
 )
+from recsys_lab.data.packing import Packing, Tiling, check_packing
 from recsys_lab.data.preprocess import numeric as num
 from recsys_lab.data.preprocess.badrows import BadRowReport
 from recsys_lab.data.preprocess.cache import (
@@ -203,8 +204,10 @@ class CachedSplit(Dataset[Batch]):
         rows = np.sort(index.numpy()) if isinstance(index, Tensor) else np.sort(np.asarray(index))
         return self.batch(rows)
 
-    def batch(self, rows: np.ndarray) -> Batch:
-        """The Batch of rows ``rows`` (int64 ``[B]``)."""
+    def batch(self, rows: np.ndarray, windows: tuple[np.ndarray, np.ndarray] | None = None) -> Batch:
+        """The Batch of rows ``rows`` (int64 ``[B]``); ``windows`` = ``(start, end)`` int64 ``[B]``
+        replace each sample's history by the events ``[start, end)`` (packed segments,
+        :mod:`recsys_lab.data.packing`)."""
         a = self.arrays
         user = a.get("user")
         return Batch(
@@ -212,17 +215,21 @@ class CachedSplit(Dataset[Batch]):
             sparse=torch.from_numpy(a["sparse"][rows].astype(np.int64)),
             labels={name: torch.from_numpy(a[name][rows]) for name in self.schema.labels},
             user=None if user is None else torch.from_numpy(user[rows].astype(np.int64)),
-            history=self._history(rows) if "hist_end" in a else None,
+            history=self._history(rows, windows) if "hist_end" in a else None,
             multi=torch.from_numpy(a["multi"][rows].astype(np.int64)) if "multi" in a else None,
         )
 
-    def _history(self, rows: np.ndarray) -> Jagged:
-        """Each sample's events ``hist_start:hist_end`` (most recent ``max_history``), packed."""
+    def _history(self, rows: np.ndarray, windows: tuple[np.ndarray, np.ndarray] | None = None) -> Jagged:
+        """Each sample's events ``hist_start:hist_end`` (most recent ``max_history``), or the
+        given ``windows``, packed."""
         a = self.arrays
-        end = a["hist_end"][rows].astype(np.int64)
-        start = a["hist_start"][rows].astype(np.int64)
-        if self.max_history is not None:
-            start = np.maximum(start, end - self.max_history)
+        if windows is not None:
+            start, end = windows
+        else:
+            end = a["hist_end"][rows].astype(np.int64)
+            start = a["hist_start"][rows].astype(np.int64)
+            if self.max_history is not None:
+                start = np.maximum(start, end - self.max_history)
         lengths = end - start  # [B]
         offsets = np.zeros(len(rows) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
@@ -234,6 +241,23 @@ class CachedSplit(Dataset[Batch]):
             timestamps=torch.from_numpy(a["events/timestamps"][events].astype(np.int64)),
             offsets=torch.from_numpy(offsets),
         )
+
+
+class PackedSplit(Dataset[Batch]):
+    """The packed segments of a split (``data.packing=user``): segment k is the sample at row
+    ``rows[k]`` with the history window ``[tiling.start[k], tiling.end[k])`` of the event arrays.
+    ``dataset[index]`` (int64 index tensor ``[B]`` of segments) is a Batch of B segments.
+    """
+
+    def __init__(self, split: CachedSplit, rows: np.ndarray, tiling: Tiling) -> None:
+        self.split, self.rows, self.tiling = split, rows, tiling
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def __getitem__(self, index: Tensor) -> Batch:  # type: ignore[override]
+        k = np.sort(index.numpy())
+        return self.split.batch(self.rows[k], (self.tiling.start[k], self.tiling.end[k]))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -264,6 +288,7 @@ class CachedDataModule(DataModule):
         batch_size, eval_batch_size, num_workers: the :class:`~recsys_lab.data.datamodule.LoaderSpec`.
         shuffle_buffer: training rows are shuffled within windows of this many rows.
         seed: seeds the training shuffle (with the epoch).
+        packing: ``sample`` or ``user`` (:mod:`recsys_lab.data.packing`; datasets that support it).
         size: ``tiny`` reads at most 20k lines per file, batches of at most 256/1024 rows and
             shuffle windows of 10k; ``fast_dev_run`` 2k lines, 128/256 and 2k (``full``: as given).
     """
@@ -287,9 +312,14 @@ class CachedDataModule(DataModule):
     num_workers: int = 0
     seed: int = 0
     size: DataSize = "full"
+    packing: Packing = "sample"
+
+    #: whether ``packing=user`` (per-user tiling of the training split) is implemented
+    supports_user_packing = False
 
     def __post_init__(self) -> None:
         check_size(self.size, f"{self.name} data")
+        check_packing(self.packing, f"{self.name} data", self.supports_user_packing)
         self.loader = LoaderSpec(self.batch_size, self.eval_batch_size, self.num_workers).sized(self.size)
         self.batch_size, self.eval_batch_size = self.loader.batch_size, self.loader.eval_batch_size
         self.max_rows_per_file = cap(self.max_rows_per_file, self.size, 20_000, 2_000)

@@ -24,6 +24,15 @@ oldest first, at most ``max_history``: event columns ``hist_movie_id`` and ``his
 ids as ``movie_id`` and ``genre``), the action a bitmask of ``click`` (bit 0) and
 ``rating_<r>`` (bit r), and the rating's timestamp. ``Batch.user`` is the raw user id.
 
+``packing=user`` (:mod:`recsys_lab.data.packing`, ``split=time`` only) tiles each user's training
+ratings into non-overlapping segments (candidate + at most ``max_history`` strictly earlier ratings).
+**Timestamp ties** (several ratings of a user in the same second are common): a history holds only
+strictly earlier ratings, so a segment's candidate is the first rating (in file order) of its
+same-second group and its tie-mates open the window of the next segment; a window is shortened to
+end at a group boundary; the tie-mates of a user's last training rating become candidates of
+segments without history. Every training rating is in exactly one segment
+(``tests/data/test_movielens.py``).
+
 Splits: ``time`` (default): per-user leave-last-out — each user's last rating is test, the one
 before validation, the rest train (a user with two ratings has no validation sample, with one no
 test sample); ``random``: seeded, ``split_fractions``.
@@ -38,8 +47,10 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from torch.utils.data import DataLoader
 
-from recsys_lab.data.cached import EVENTS, CachedDataModule, require_path
+from recsys_lab.data.cached import EVENTS, CachedDataModule, PackedSplit, WindowShuffleSampler, require_path
+from recsys_lab.data.packing import Tiling, tile_user_events
 from recsys_lab.data.preprocess.badrows import BadRowReport
 from recsys_lab.data.preprocess.cache import NpyWriter, write_json
 from recsys_lab.data.preprocess.errors import DataError
@@ -180,6 +191,7 @@ class MovieLensDataModule(CachedDataModule):
     """
 
     name = "movielens"
+    supports_user_packing = True
     source_url = "https://grouplens.org/datasets/movielens/ (ml-100k.zip, ml-1m.zip)"
 
     variant: str = "auto"
@@ -203,6 +215,49 @@ class MovieLensDataModule(CachedDataModule):
 
     def history_limit(self) -> int | None:
         return self.max_history
+
+    # -- packing=user --------------------------------------------------------------------------
+    def train_tiling(self) -> tuple[np.ndarray, Tiling]:
+        """``packing=user``: ``(train rows int64 [S], tiling)``: each segment's candidate as a row
+        of the training split and its history window as positions of the cache's event arrays
+        (sorted by user, time, movie; see the module docstring for timestamp ties)."""
+        if self.split != "time":
+            raise ValueError(
+                f"movielens data: data.packing=user tiles each user's training ratings, which needs the "
+                f"per-user time split (data.split=time), got split={self.split!r}; use data.packing=sample"
+            )
+        splits = {s: self.split_data(s) for s in SPLITS}
+        train = splits["train"].arrays
+        hist_start = train["hist_start"].astype(np.int64)  # [R] rows sorted by position
+        # Training rows of a user are the positions hist_start, hist_start + 1, ... (leave-last-out).
+        block = np.flatnonzero(np.r_[True, hist_start[1:] != hist_start[:-1]])  # [U'] first row per user
+        count = np.diff(np.r_[block, hist_start.size])  # [U'] training rows per user
+        position = hist_start + np.arange(hist_start.size) - np.repeat(block, count)  # [R]
+        ts = splits["train"].arrays["events/timestamps"]
+        starts = np.unique(np.concatenate([s.arrays["hist_start"].astype(np.int64) for s in splits.values()]))
+        boundary = np.ones(ts.size, bool)
+        boundary[1:] = ts[1:] != ts[:-1]
+        boundary[starts] = True
+        tie_first = np.maximum.accumulate(np.where(boundary, np.arange(ts.size), 0))  # [n] group start
+        if not np.array_equal(tie_first[position], train["hist_end"]):
+            raise DataError(
+                f"movielens data: the cache at {self.cache_path} does not hold each user's training ratings "
+                "as their first ratings in time order; delete it to rebuild it"
+            )
+        first = hist_start[block]
+        tiling = tile_user_events(first, first, first + count, self.max_history, tie_first)
+        user = np.searchsorted(first, tiling.candidate, side="right") - 1
+        rows = block[user] + tiling.candidate - first[user]
+        return rows, tiling
+
+    def train_dataloader(self) -> DataLoader:
+        if self.packing != "user":
+            return super().train_dataloader()
+        rows, tiling = self.train_tiling()
+        sampler = WindowShuffleSampler(
+            len(tiling), self.loader.batch_size, True, self.shuffle_buffer, seed=self.seed
+        )
+        return self.loader.build(PackedSplit(self.split_data("train"), rows, tiling), sampler)
 
     # -- files ---------------------------------------------------------------------------------
     def _expected(self) -> str:

@@ -38,6 +38,7 @@ class Objective(nn.Module, abc.ABC):
         forward: the training loss of a (packed) batch.
         candidate_loss: the loss of a batch whose samples are independent examples (the *sparse*
             batches of GRAB's STS schedule): BCE of the model's logits by default.
+        trains_every_event: whether the loss scores every history event (``data.packing=user``).
         eval_logs: extra ``<split>/<name>`` metrics of an evaluation batch (e.g. InfoNCE), and the
             place to refuse an evaluation batch the objective must never see.
     """
@@ -50,6 +51,11 @@ class Objective(nn.Module, abc.ABC):
     @abc.abstractmethod
     def forward(self, model: CTRModel, batch: Batch) -> Loss:
         """The loss of ``model`` on ``batch`` (and what to log beside it)."""
+
+    def trains_every_event(self, model: CTRModel) -> bool:
+        """Whether the loss scores every history event of a batch, not only the candidates (packed
+        training data, ``data.packing=user``, needs it)."""
+        return False
 
     def candidate_loss(self, model: CTRModel, batch: Batch) -> Loss:
         return Loss(F.binary_cross_entropy_with_logits(model(batch), batch.labels[self.label]))

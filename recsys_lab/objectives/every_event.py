@@ -15,6 +15,7 @@ import warnings
 import torch.nn.functional as F
 
 from recsys_lab.data.batch import Batch
+from recsys_lab.data.packing import Packing, check_packing
 from recsys_lab.models.base import CTRModel
 from recsys_lab.models.grab import GRAB
 from recsys_lab.objectives.base import Loss, Objective
@@ -22,14 +23,26 @@ from recsys_lab.objectives.base import Loss, Objective
 
 class EveryEventBCE(Objective):
     """Args:
-    event_weight: weight of the history events' BCE (0 = candidates only).
+    event_weight: weight w of a history event's BCE relative to a candidate's (0 = candidates only).
+    packing: the training data's ``data.packing`` (``conf/task/grab.yaml`` reads it):
+
+        - ``sample``: ``mean BCE(candidates) + w · mean BCE(history events)`` (each sample's
+          history overlaps other samples', so the events' mean is one term beside the candidates');
+        - ``user``: every event of a packed segment is a distinct training example and the
+          candidate is just its last event, so the loss is the weighted mean over all of them,
+          ``(Σ BCE(candidates) + w · Σ BCE(history events)) / (B + w · M)``: with w = 1 each event
+          and candidate weighs the same.
     """
 
-    def __init__(self, event_weight: float = 1.0) -> None:
+    def __init__(self, event_weight: float = 1.0, packing: Packing = "sample") -> None:
         super().__init__()
         if event_weight < 0:
             raise ValueError(f"task.objective.event_weight must be >= 0, got {event_weight}")
         self.event_weight = float(event_weight)
+        self.packing = check_packing(packing, "task.objective (EveryEventBCE)")
+
+    def trains_every_event(self, model: CTRModel) -> bool:
+        return isinstance(model, GRAB) and self.event_weight > 0
 
     def bind(self, model: CTRModel, label: str) -> None:
         super().bind(model, label)
@@ -49,6 +62,16 @@ class EveryEventBCE(Objective):
         cand = F.binary_cross_entropy_with_logits(out.candidate_logits, y)
         logs = {"candidate_loss": cand.detach()}
         loss = cand
+        if self.packing == "user":
+            cand_sum = F.binary_cross_entropy_with_logits(out.candidate_logits, y, reduction="sum")
+            event_sum = F.binary_cross_entropy_with_logits(
+                out.event_logits, out.event_labels, reduction="sum"
+            )
+            m = out.event_logits.numel()
+            loss = (cand_sum + self.event_weight * event_sum) / (y.numel() + self.event_weight * m)
+            if m > 0:
+                logs["event_loss"] = (event_sum / m).detach()
+            return Loss(loss, logs=logs)
         if out.event_logits.numel() > 0 and self.event_weight > 0:
             events = F.binary_cross_entropy_with_logits(out.event_logits, out.event_labels)
             loss = loss + self.event_weight * events

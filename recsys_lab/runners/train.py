@@ -69,7 +69,42 @@ def build(cfg: DictConfig) -> tuple[DataModule, CTRModel, L.LightningModule]:
         else:
             raise ValueError(f"init.scope must be `tables` or `model`, got {scope!r}")
     task = instantiate(cfg.task, model=model)
+    check_packing_fits(datamodule, model, task)
     return datamodule, model, task
+
+
+def check_packing_fits(datamodule: DataModule, model: CTRModel, task: L.LightningModule) -> None:
+    """``data.packing=user`` feeds segments whose history events are the training examples; refuse
+    a model, objective or schedule that would score only the candidates (most examples dropped)."""
+    if getattr(datamodule, "packing", "sample") != "user":
+        return
+    objective = getattr(task, "objective", None)
+    fix = "use model=grab task=grab (e.g. experiment=grab_packed), or data.packing=sample"
+    if objective is None or not objective.trains_every_event(model):
+        raise ValueError(
+            f"data.packing=user packs each user's training events into segments where only the last event is "
+            f"a candidate; model {type(model).__name__} with objective {type(objective).__name__} scores "
+            f"candidates only, so it would silently drop most training examples. {fix[0].upper() + fix[1:]}"
+        )
+    if getattr(objective, "packing", "user") != "user":
+        raise ValueError(
+            f"data.packing=user but task.objective.packing={objective.packing!r}: the loss must average over "
+            "every event of the packed segments; leave task.objective.packing at its default (the data's)"
+        )
+    schedule = getattr(task, "schedule", None)
+    if schedule is not None and schedule.freezes_dense:
+        raise ValueError(
+            f"data.packing=user with task.schedule {schedule!r}: STS's sparse steps train on the candidates "
+            "only, which are 1 in K + 1 events of packed data; use model.sts=off with data.packing=user"
+        )
+    kept = getattr(getattr(model, "tokenizer", None), "max_history", None)
+    given = getattr(datamodule, "max_history", None)
+    if kept is not None and (given is None or given > kept):
+        raise ValueError(
+            f"data.packing=user: model.max_history={kept} keeps fewer events than the data's segments hold "
+            f"(data.max_history={given}), so the rest would never be trained; set model.max_history=null "
+            "or equal to data.max_history"
+        )
 
 
 def run(cfg: DictConfig) -> Metrics:

@@ -271,3 +271,57 @@ def test_experiment_config_trains_in_process(tmp_path):
     metrics = run(cfg)
     assert metrics["model"] == "GRAB" and 0.0 <= metrics["test/auc"] <= 1.0
     assert json.loads((Path(cfg.paths.output_dir) / "metrics.json").read_text())["flops/per_example"] > 0
+
+
+def test_packed_every_event_loss_weighs_each_event_and_candidate_equally():
+    """data.packing=user: the loss is the mean BCE over every event and candidate of the segments
+    (weighted by task.objective.event_weight); per-sample packing keeps the two means."""
+    import torch.nn.functional as F
+
+    model, batch = grab(), make_seq_batch(6, seed=3, min_len=4)
+    out = model.forward_events(batch)
+    y = batch.labels["click"]
+    cand = F.binary_cross_entropy_with_logits(out.candidate_logits, y, reduction="none")
+    ev = F.binary_cross_entropy_with_logits(out.event_logits, out.event_labels, reduction="none")
+    assert ev.numel() > 2 * cand.numel()
+    for w in (1.0, 2.5, 0.0):
+        packed = EveryEventBCE(event_weight=w, packing="user")
+        packed.bind(model, "click")
+        want = (cand.sum() + w * ev.sum()) / (cand.numel() + w * ev.numel())
+        torch.testing.assert_close(packed(model, batch).value, want)
+    torch.testing.assert_close(
+        EveryEventBCE(packing="user")(model, batch).value, torch.cat([cand, ev]).mean()
+    )
+    torch.testing.assert_close(EveryEventBCE()(model, batch).value, cand.mean() + ev.mean())
+    with pytest.raises(ValueError, match="packing"):
+        EveryEventBCE(packing="segments")
+
+
+@pytest.mark.usefixtures("hydra_ctx")
+def test_packed_experiment_trains_in_process(tmp_path):
+    from recsys_lab.runners.train import run
+
+    cfg = compose_train(tmp_path, "experiment=grab_packed", "debug=fast_dev_run")
+    assert cfg.data.packing == "user" and cfg.task.objective.packing == "user"
+    metrics = run(cfg)
+    assert metrics["model"] == "GRAB" and 0.0 <= metrics["test/auc"] <= 1.0
+
+
+@pytest.mark.usefixtures("hydra_ctx")
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["model=din"], "DIN with objective BCE scores candidates only"),
+        (["model=hstu"], "HSTU with objective BCE scores candidates only"),
+        (["model=dnn"], "DNN with objective BCE scores candidates only"),
+        (["model=grab"], "GRAB with objective BCE scores candidates only"),  # task=ctr
+        (["model=grab", "task=grab", "model.sts=two_stage"], "STS's sparse steps"),
+        (["model=grab", "task=grab", "model.max_history=4"], "model.max_history=4"),
+    ],
+)
+def test_packing_user_refuses_models_that_score_only_candidates(tmp_path, overrides, message):
+    from recsys_lab.runners.train import build
+
+    cfg = compose_train(tmp_path, "data=synthetic_seq", "data.packing=user", "debug=fast_dev_run", *overrides)
+    with pytest.raises(ValueError, match=message):
+        build(cfg)

@@ -32,9 +32,10 @@ from recsys_lab.data.datamodule import (
     cap,
     check_size,
 )
+from recsys_lab.data.packing import Packing, Tiling, check_packing, tile_user_events
 from recsys_lab.data.schema import Feature, Schema
 from recsys_lab.data.synthetic.sequences import ROWS, WorldSamples, onboarding_features, world_schema
-from recsys_lab.data.synthetic.world import EventLog, World, WorldSpec
+from recsys_lab.data.synthetic.world import DAY, EventLog, World, WorldSpec
 from recsys_lab.metrics import auc, logloss
 
 ORACLE_PROB = {
@@ -98,6 +99,19 @@ class LoggedTeacherSamples(WorldSamples):
         return batch
 
 
+class _PackedSampleDataset(Dataset[Batch]):
+    """The samples at ``positions`` (the candidates of packed segments), indexed by batch index tensors."""
+
+    def __init__(self, samples: WorldSamples, positions: np.ndarray, privileged: bool) -> None:
+        self.samples, self.positions, self.privileged = samples, positions, privileged
+
+    def __len__(self) -> int:
+        return self.positions.size
+
+    def __getitem__(self, index: Tensor) -> Batch:  # type: ignore[override]
+        return self.samples.batch(self.positions[index.numpy()], privileged=self.privileged)
+
+
 class _SampleDataset(Dataset[Batch]):
     """Samples ``[lo, hi)`` of a :class:`WorldSamples`; indexed by whole-batch index tensors."""
 
@@ -144,9 +158,14 @@ class WorldDataModule(DataModule):
         teacher_path: a logged-predictions file (``.npz`` written by :mod:`recsys_lab.runners.das`: sorted
             ``log_row`` plus ``col_<name>`` columns) read into ``Batch.teacher[<name>]`` of every
             batch (NaN where the file has no row); null = no ``Batch.teacher``.
+        packing: ``sample`` (each training sample its own segment) or ``user`` (each user's
+            training events tiled into non-overlapping segments; :mod:`recsys_lab.data.packing`).
+            Only ``synthetic_seq`` supports ``user``.
     """
 
     name = "synthetic_world"
+    #: whether ``packing=user`` (per-user tiling of the training split) is implemented
+    supports_user_packing = False
 
     def __init__(
         self,
@@ -166,8 +185,10 @@ class WorldDataModule(DataModule):
         generation_workers: int = 1,
         teacher_path: str | None = None,
         size: DataSize = "full",
+        packing: Packing = "sample",
     ) -> None:
         self.size = check_size(size, "synthetic world data")
+        self.packing = check_packing(packing, f"{self.name} data", self.supports_user_packing)
         if size != "full":
             preset, max_history = "tiny", cap(max_history, size, 64, 32)
         overrides = {k: v for k, v in (world or {}).items() if v is not None}
@@ -333,10 +354,55 @@ class SyntheticSeqDataModule(WorldDataModule):
     """
 
     name = "synthetic_seq"
+    supports_user_packing = True
 
     def train_dataloader(self) -> DataLoader:
         lo, hi = self.split_range("train")
+        if self.packing == "user":
+            positions = self.packed_train_positions()
+            sampler = EpochBatchSampler(
+                positions.size, self.loader.batch_size, shuffle=True, seed=self.spec.seed
+            )
+            dataset = _PackedSampleDataset(self.samples, positions, self.privileged)
+            return batch_loader(dataset, sampler, self.loader.num_workers)
         sampler = EpochBatchSampler(hi - lo, self.loader.batch_size, shuffle=True, seed=self.spec.seed)
         return sample_loader(
             self.samples, lo, hi, sampler, privileged=self.privileged, num_workers=self.loader
         )
+
+    def train_tiling(self) -> Tiling:
+        """``data.packing=user``: the tiling of every user's training-day events (log rows of the
+        world's event log; :func:`~recsys_lab.data.packing.tile_user_events`). A segment's
+        candidate is a training sample and its window ``[max(first, r - K), r)`` is exactly that
+        sample's history, so a packed batch is an ordinary :class:`Batch` of those samples."""
+        if self.domains is not None or self.rows != "exposures":
+            raise ValueError(
+                f"synthetic_seq data: data.packing=user needs every event of the training days to be a sample "
+                f"(data.rows=exposures, data.domains=null), got rows={self.rows!r}, domains={self.domains}; "
+                "use data.packing=sample"
+            )
+        log = self.samples.log
+        days = self.split_days["train"]
+        span = (self.spec.num_days + 1) * DAY
+        key = log.user.astype(np.int64) * span + log.ts  # [n] sorted: the log is sorted by user, then time
+        users = np.arange(self.spec.total_users + 1, dtype=np.int64)
+        hist_first = np.searchsorted(key, users * span)
+        train_lo = np.searchsorted(key, users * span + days.start * DAY)
+        train_hi = np.searchsorted(key, users * span + days.stop * DAY)
+        return tile_user_events(hist_first, train_lo, train_hi, self.max_history)
+
+    def packed_train_positions(self) -> np.ndarray:
+        """int64 ``[S]`` sample positions of the segments' candidates (``data.packing=user``)."""
+        cand = self.train_tiling().candidate
+        log_row = self.samples.columns.log_row
+        order = np.argsort(log_row, kind="stable")
+        found = np.searchsorted(log_row[order], cand)
+        positions = order[found]
+        lo, hi = self.split_range("train")
+        if (
+            not np.array_equal(log_row[positions], cand)
+            or positions.min(initial=lo) < lo
+            or positions.max(initial=lo) >= hi
+        ):
+            raise RuntimeError("synthetic_seq data: a packed segment's candidate is not a training sample")
+        return positions
