@@ -71,7 +71,7 @@ NO_HISTORY = "DCNv2"
 # ratings tiled into segments of max_history events + a candidate, every rating a training example
 # once per epoch. data.batch_size then counts segments: PACKED_EVENTS // (max_history + 1) of them,
 # about as many events per step as the recipe's 512 samples (docs/sequence_models.md).
-PACKED = "GRAB, packed"
+PACKED = "GRAB-packed"
 PACKED_EVENTS = 512
 
 
@@ -1066,7 +1066,12 @@ def main() -> None:
     r.add_argument("--seq-seeds", type=int, nargs="*", default=[0, 1, 2])
     r.add_argument("--history", type=int, default=50, help="data.max_history of the sequence group")
     r.add_argument("--histories", type=int, nargs="*", default=[8, 32, 128, 256])
-    r.add_argument("--history-models", nargs="*", default=["DIN", "GRAB"])
+    r.add_argument(
+        "--history-models",
+        nargs="*",
+        default=["DIN", "GRAB"],
+        help=f"variants of the history/converged groups: {', '.join(SEQUENCE)}, {PACKED} (converged only)",
+    )
     r.add_argument("--history-seeds", type=int, nargs="*", default=[0])
     r.add_argument("--tune-seeds", type=int, nargs="*", default=[0], help="seeds of the tuning group")
     r.add_argument(

@@ -193,7 +193,7 @@ def test_converged_group_jobs_and_section(script, tmp_path, monkeypatch):
     jobs = script.jobs(args)
     assert ("converged", "DCNv2", ["model=dcnv2"], "time", None, 1) in jobs  # no history, once per seed
     assert ("converged", "DIN", script.SEQUENCE["DIN"], "time", 64, 0) in jobs and len(jobs) == 2 * 3
-    args.history_models = ["GRAB, packed"]  # batch_size counts segments: about 512 events a step
+    args.history_models = ["GRAB-packed"]  # batch_size counts segments: about 512 events a step
     packed = {h: o for _, _, o, _, h, _ in script.jobs(args)}
     assert "data.packing=user" in packed[8] and "data.batch_size=56" in packed[8]
     assert (
