@@ -193,11 +193,11 @@ def test_converged_group_jobs_and_section(script, tmp_path, monkeypatch):
     jobs = script.jobs(args)
     assert ("converged", "DCNv2", ["model=dcnv2"], "time", None, 1) in jobs  # no history, once per seed
     assert ("converged", "DIN", script.SEQUENCE["DIN"], "time", 64, 0) in jobs and len(jobs) == 2 * 3
-    args.history_models = ["GRAB-packed"]  # batch_size counts segments: about 512 events a step
+    args.history_models = ["GRAB-packed"]  # batch_size counts segments: 192 steps an epoch
     packed = {h: o for _, _, o, _, h, _ in script.jobs(args)}
-    assert "data.packing=user" in packed[8] and "data.batch_size=56" in packed[8]
+    assert "data.packing=user" in packed[8] and "data.batch_size=72" in packed[8]
     assert (
-        "data.batch_size=7" in packed[64]
+        "data.batch_size=17" in packed[64]
         and packed[64][: len(script.SEQUENCE["GRAB"])] == script.SEQUENCE["GRAB"]
     )
     args.extra = ["trainer.max_epochs=2"]
