@@ -959,7 +959,8 @@ def cmd_report(args: argparse.Namespace) -> None:
             ]
         ),
         f"python scripts/results_real_data.py report --out {args.out}"
-        + (f" --sweep {' '.join(args.sweep)}" if args.sweep else ""),
+        + (f" --sweep {' '.join(args.sweep)}" if args.sweep else "")
+        + (" --figures" if args.figures else ""),
         "```",
         "",
     ]
