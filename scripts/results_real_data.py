@@ -727,6 +727,9 @@ def history_section(
         lines += ["", f"{NO_HISTORY} ({'same training' if converged else 'same budget'}): "
                       f"{statistics.mean(r['metrics']['train/samples_per_s'] for r in base):,.0f}/s; "
                       f"{statistics.mean(r['wall_s'] for r in base):,.0f} s per run."]  # fmt: skip
+    if PACKED in models:
+        lines += ["", f"{PACKED}'s samples/s count segments (`data.batch_size` counts them; a segment holds up to",
+                  "max_history + 1 events, all trained): compare its cost by wall time."]  # fmt: skip
     last = [r for r in pts + base if best_epoch(r) is not None and best_epoch(r) == r["metrics"]["epochs"]]
     if converged:
         early = [r for r in pts + base if stopped_early(r)]
