@@ -211,16 +211,18 @@ def test_converged_group_jobs_and_section(script, tmp_path, monkeypatch):
             # the longest history runs all 10 epochs: not stopped early, best at the last one
             best, epochs = (10, 10) if h == 128 else (3, 5)
             fake_run(script, out, "converged", "DIN", "time", h, seed, signal, best=best, epochs=epochs)
+    fake_run(script, out, "converged", "GRAB-packed", "time", 8, 0, 0.6, best=2, epochs=4)
     page = tmp_path / "page.md"
     argv = ["x", "report", "--out", str(out), "--page", str(page), "--replicates", "200", "--figures"]
     monkeypatch.setattr(sys, "argv", argv)
     script.main()
     text = page.read_text()
     assert "(time split, trained to early stopping)" in text
-    assert "| 128 | 10/10*, 10/10*, 10/10* |" in text and "| 8 | 3/5, 3/5, 3/5 |" in text
-    assert "DCNv2: 2/4, 2/4, 2/4" in text
+    assert "| 128 | 10/10*, 10/10*, 10/10* |" in text and "| 8 | 3/5, 3/5, 3/5 | 2/4 |" in text
+    assert "DCNv2: 2/4, 2/4, 2/4" in text and "GRAB-packed's samples/s count segments" in text
     assert (
-        "Convergence: 9 of 12 runs stopped early" in text and "in 3 the tested checkpoint is the last" in text
+        "Convergence: 10 of 13 runs stopped early" in text
+        and "in 3 the tested checkpoint is the last" in text
     )
     # the learning curves: DCNv2's first seed, DIN at 8 and at 128 (bold: the tested epoch)
     assert "| DIN, h=8, seed 0 | 0.5700 | 0.5600 | **0.5500** | 0.5600 | 0.5700 |" in text
