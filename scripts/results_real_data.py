@@ -17,11 +17,14 @@ Groups of runs (``--groups``):
 - ``sequence``: DCNv2 (no history) against the sequence models of :data:`SEQUENCE` at
   ``--history`` events, on each split of ``--seq-splits``, ``--seq-seeds``;
 - ``history``: the models of ``--history-models`` against ``data.max_history`` in ``--histories``
-  (split ``--seq-splits``' first, ``--history-seeds``).
+  (split ``--seq-splits``' first, ``--history-seeds``), at a fixed budget (``--extra trainer.max_epochs=2``);
+- ``converged``: the same sweep trained to the recipe's early stopping (no ``trainer.max_epochs`` in
+  ``--extra``); ``DCNv2`` in ``--history-models`` is its no-history baseline. The page adds each
+  run's best epoch, whether it stopped early, and learning curves (``report --figures``: a PNG).
 
 Every run uses the defaults of ``data=movielens`` (conf/recipe/movielens.yaml) plus only the
 overrides shown on the page. A run folder ``<out>/<group>/<split>__<variant>__h<history>__s<seed>/``
-holds ``metrics.json``, ``predictions.npz`` (the best checkpoint's test probabilities and labels,
+holds ``metrics.json``, ``csv/metrics.csv`` (per-epoch metrics, ``--logger csv``), ``predictions.npz`` (the best checkpoint's test probabilities and labels,
 for the bootstrap) and ``run.json`` (overrides, wall time); ``run.json`` is written last and marks
 the run finished. Intervals on the page resample both the test rows (paired across models:
 the same resamples for every run, :func:`recsys_lab.metrics.bootstrap`) and the seeds.
@@ -64,6 +67,25 @@ SEQUENCE: dict[str, list[str]] = {
     "GRAB": ["model=grab", "task=grab", "model.kernel=padded", "model.num_heads=7"],
 }
 NO_HISTORY = "DCNv2"
+# GRAB on one packed sequence per user (data.packing=user, split=time only): each user's training
+# ratings tiled into segments of at most max_history events + a candidate, every rating a training
+# example once per epoch. data.batch_size then counts segments; it is set so that an epoch has as
+# many steps as the per-sample recipe's (192 batches of 512 on ML-100K's time split), i.e. about
+# 512 training events a step: ceil(segments / 192), with the segment counts of ML-100K's time split
+# (measured: `MovieLensDataModule(packing="user").train_dataloader()` at batch_size=1; users' last
+# segments and timestamp ties make segments shorter than K + 1). Other K: 512 // (K + 1).
+PACKED = "GRAB-packed"
+PACKED_STEPS = 192
+PACKED_SEGMENTS = {8: 13710, 16: 7647, 32: 4590, 64: 3141, 128: 2484, 256: 2187}
+
+
+def packed_overrides(history: int) -> list[str]:
+    """The overrides of :data:`PACKED` at ``data.max_history=history``."""
+    segments = PACKED_SEGMENTS.get(history)
+    batch = math.ceil(segments / PACKED_STEPS) if segments else max(1, 512 // (history + 1))
+    return [*SEQUENCE["GRAB"], "data.packing=user", f"data.batch_size={batch}"]
+
+
 # The small tuning sweep on the time split (group ``tuning``): DCNv2 with each setting, picked by
 # val AUC against the recipe's own DCNv2 run of the same seed. The settings are the random-split
 # Optuna sweep's other best trials (docs/results/real_data.md, "Tuning recipe") and FuxiCTR's usual ones.
@@ -124,7 +146,7 @@ def train_one(
         f"seed={seed}",
         f"num_threads={args.threads}",
         "task_name=results_real_data",
-        "logger=none",
+        f"logger={args.logger}",
         "print_table=false",
         *args.extra,
     ]
@@ -188,10 +210,35 @@ def train_one(
             "wall_s": wall,
             "test_rows": int(y.numel()),
             "best_epoch": best_epoch,
+            "max_epochs": int(cfg.trainer.max_epochs),
+            "curve": read_curve(folder),
             "dataset": dataset_name(Path(args.data_path)),
         },
     )
     print(f"{folder.relative_to(args.out)}: test/auc={metrics['test/auc']:.4f} wall={wall:.0f}s", flush=True)
+
+
+def read_curve(folder: Path) -> list[dict[str, float]]:
+    """Metrics per training epoch from the run's CSV log (``logger=csv``: ``<run>/csv/metrics.csv``):
+    ``[{"epoch": 1, "val/logloss": ..., "val/auc": ..., "train/loss": ...}, ...]`` (1-based epochs, in
+    order); empty without a CSV log. Only epochs that trained count, and their first validation row
+    (the training loop's): the final re-validation of the best checkpoint comes after it and is skipped."""
+    import csv
+
+    path = folder / "csv" / "metrics.csv"
+    if not path.is_file():
+        return []
+    curve: dict[int, dict[str, float]] = {}
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            if not row.get("epoch"):
+                continue
+            point = curve.setdefault(int(float(row["epoch"])) + 1, {})
+            if row.get("val/logloss") and "val/logloss" not in point:
+                point.update({"val/logloss": float(row["val/logloss"]), "val/auc": float(row["val/auc"])})
+            if row.get("train/loss_epoch") and "train/loss" not in point:
+                point["train/loss"] = float(row["train/loss_epoch"])
+    return [{"epoch": e, **curve[e]} for e in sorted(curve) if {"val/logloss", "train/loss"} <= set(curve[e])]
 
 
 def finished_runs(out: Path) -> dict[tuple[str, ...], Path]:
@@ -256,6 +303,25 @@ def jobs(args: argparse.Namespace) -> list[tuple[str, str, list[str], str, int |
                 for h in args.histories:
                     for name in args.history_models:
                         out.append((group, name, SEQUENCE[name], args.seq_splits[0], h, seed))
+        elif (
+            group == "converged"
+        ):  # the history sweep at the recipe's budget (up to 10 epochs, early stopping)
+            budget = [o for o in args.extra if o.startswith("trainer.max_epochs=")]
+            if budget:
+                raise SystemExit(
+                    f"--groups converged trains to the recipe's early stopping: drop {budget} from --extra "
+                    "(a fixed budget belongs to --groups history)"
+                )
+            for seed in args.history_seeds:
+                for name in args.history_models:
+                    if name == NO_HISTORY:
+                        out.append((group, name, SEQUENCE[name], args.seq_splits[0], None, seed))
+                for h in args.histories:
+                    for name in args.history_models:
+                        if name == PACKED:
+                            out.append((group, name, packed_overrides(h), args.seq_splits[0], h, seed))
+                        elif name != NO_HISTORY:
+                            out.append((group, name, SEQUENCE[name], args.seq_splits[0], h, seed))
         elif group == "tuning":  # the time split's small sweep: DCNv2 per candidate setting
             for seed in args.tune_seeds:
                 for name, o in CANDIDATES.items():
@@ -285,7 +351,7 @@ def jobs(args: argparse.Namespace) -> list[tuple[str, str, list[str], str, int |
                         )
         else:
             raise SystemExit(
-                f"unknown group {group!r}: use tabular, baseline, sequence, history, tuning, tuned"
+                f"unknown group {group!r}: use tabular, baseline, sequence, history, converged, tuning, tuned"
             )
     return out
 
@@ -450,36 +516,173 @@ def auc_cell(rs: list[dict[str, Any]], boot: Bootstrap) -> str:
     return f"{mean_sd([r['metrics']['test/auc'] for r in rs])} {boot.interval(rs)} (n={len(rs)})"
 
 
-def history_section(runs: list[dict[str, Any]], split: str, boot: Bootstrap) -> list[str]:
-    """Test AUC, its gain over DCNv2 (paired), throughput and convergence against max_history."""
-    hs = select(runs, group="history", split=split)
+def max_epochs(r: dict[str, Any]) -> int | None:
+    """The run's epoch budget (``trainer.max_epochs``): from run.json, else its overrides, else its config.yaml."""
+    if r.get("max_epochs") is not None:
+        return int(r["max_epochs"])
+    for o in r["overrides"]:
+        if o.startswith("trainer.max_epochs="):
+            return int(o.split("=", 1)[1])
+    config = r["predictions"].parent / "config.yaml"
+    if not config.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    return int(OmegaConf.load(config).trainer.max_epochs)
+
+
+def curve(r: dict[str, Any]) -> list[dict[str, float]]:
+    """Per-epoch validation metrics of a run (from its CSV log; [] for runs made with ``logger=none``)."""
+    return read_curve(r["predictions"].parent)
+
+
+def stopped_early(r: dict[str, Any]) -> bool | None:
+    budget = max_epochs(r)
+    return None if budget is None else r["metrics"]["epochs"] < budget
+
+
+def log2_slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of ``ys`` against log2(``xs``)."""
+    lx = [math.log2(x) for x in xs]
+    mx, my = statistics.mean(lx), statistics.mean(ys)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ys)) / sum((a - mx) ** 2 for a in lx)
+
+
+def slope_line(name: str, hists: list[int], cells: list[list[dict[str, Any]]], boot: Bootstrap) -> str:
+    """The slope of the seed-mean test AUC against log2(max_history), with a 95% interval over the
+    shared test-row resamples (seeds resampled at each point)."""
+    import numpy as np
+
+    point = log2_slope(hists, [statistics.mean(r["metrics"]["test/auc"] for r in c) for c in cells])
+    reps = np.stack([boot.seed_mean(c, salt=3 + i) for i, c in enumerate(cells)])  # [H, R]
+    lx = np.log2(np.asarray(hists, dtype=float))
+    lx = lx - lx.mean()
+    slopes = (lx[:, None] * (reps - reps.mean(0, keepdims=True))).sum(0) / (lx**2).sum()
+    lo, hi = np.nanpercentile(slopes, [2.5, 97.5])
+    return (
+        f"{name}: least-squares slope of the seed-mean test AUC against log2(max_history), "
+        f"{min(hists)}–{max(hists)}: {point:+.4f} per doubling [{lo:+.4f}, {hi:+.4f}]."
+    )
+
+
+def curve_table(reps: list[tuple[str, dict[str, Any]]], key: str = "val/logloss") -> list[str]:
+    """One row per run, one column per epoch: ``key`` per epoch, the tested (best) epoch in bold."""
+    width = max(len(curve(r)) for _, r in reps)
+    lines = [
+        "| run | " + " | ".join(str(e) for e in range(1, width + 1)) + " | best / run |",
+        "|---|" + "---|" * (width + 1),
+    ]
+    for label, r in reps:
+        c, best = curve(r), best_epoch(r)
+        cells = [
+            (f"**{p[key]:.4f}**" if p["epoch"] == best else f"{p[key]:.4f}") if i < len(c) else ""
+            for i, p in enumerate(c + [{}] * (width - len(c)))
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {best} / {r['metrics']['epochs']} |")
+    return lines
+
+
+def curve_figure(reps: list[tuple[str, dict[str, Any]]], path: Path) -> None:
+    """Validation LogLoss per epoch of ``reps`` (one line each, the tested epoch marked) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for label, r in reps:
+        c, best = curve(r), best_epoch(r)
+        ep = [p["epoch"] for p in c]
+        for ax, key in zip(axes, ("val/logloss", "val/auc")):
+            (line,) = ax.plot(ep, [p[key] for p in c], marker=".", label=label)
+            ax.plot(
+                [best],
+                [p[key] for p in c if p["epoch"] == best],
+                "o",
+                color=line.get_color(),
+                mfc="none",
+                ms=9,
+            )
+    for ax, key in zip(axes, ("validation LogLoss", "validation AUC")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.suptitle("Learning curves, leave-last-out split (circle: the tested, best-val-AUC epoch)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def history_section(
+    runs: list[dict[str, Any]],
+    split: str,
+    boot: Bootstrap,
+    group: str = "history",
+    figure: Path | None = None,
+) -> list[str]:
+    """Test AUC, its gain over DCNv2 (paired), throughput and convergence against max_history.
+
+    ``group="history"``: a fixed budget (the runs' ``trainer.*`` overrides), compared with the
+    sequence group's DCNv2 of the same budget and with the recipe's DCNv2; ``group="converged"``:
+    every run (DCNv2 included, in the same group) trains to the recipe's early stopping, and the
+    section adds each run's best epoch, whether it stopped early, and learning curves (a PNG at
+    ``figure`` when given, linked from the page by its file name)."""
+    hs = select(runs, group=group, split=split)
     budget = trainer_overrides(hs[0])
     if any(trainer_overrides(r) != budget for r in hs):
-        raise SystemExit(f"history runs on the {split} split differ in their trainer overrides")
+        raise SystemExit(f"{group} runs on the {split} split differ in their trainer overrides")
+    converged = group == "converged"
+    if converged and budget:
+        raise SystemExit(f"converged runs on the {split} split have trainer overrides {sorted(budget)}")
     # The sequence group's runs with the same budget are points of the curve too (first one wins).
     seen: dict[tuple[str, int, int], dict[str, Any]] = {}
-    for r in hs + select(runs, group="sequence", split=split):
+    for r in hs + ([] if converged else select(runs, group="sequence", split=split)):
         if r["history"] is not None and trainer_overrides(r) == budget:
             seen.setdefault((r["variant"], r["history"], r["seed"]), r)
     pts = list(seen.values())
     base = [
         r
-        for r in select(runs, group="sequence", split=split, variant=NO_HISTORY)
-        if trainer_overrides(r) == budget
+        for r in select(runs, group=group if converged else "sequence", split=split, variant=NO_HISTORY)
+        if trainer_overrides(r) == budget and r["history"] is None
     ]
-    full = select(runs, group="tabular", split=split, variant=NO_HISTORY)
-    models = [m for m in SEQUENCE if any(r["variant"] == m for r in pts)]
+    full = [] if converged else select(runs, group="tabular", split=split, variant=NO_HISTORY)
+    if converged and not base:  # the tabular section's recipe runs: the same training, no history
+        base = [
+            r
+            for r in select(runs, group="tabular", split=split, variant=NO_HISTORY)
+            if not trainer_overrides(r)
+        ]
+    models = list(
+        dict.fromkeys(
+            [m for m in SEQUENCE if any(r["variant"] == m for r in pts)] + [r["variant"] for r in pts]
+        )
+    )
     hists = sorted({r["history"] for r in pts})
     at = {(m, h): [r for r in pts if r["variant"] == m and r["history"] == h] for m in models for h in hists}
     head = ["| max_history | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     what = ", ".join(f"`{o}`" for o in sorted(budget)) or "the recipe's budget"
+    if converged:
+        title = "trained to early stopping"
+        budget_text = [
+            f"rating as the action); {NO_HISTORY} reads none. Training: the recipe's, for every run of this section",
+            f"and the {NO_HISTORY} it is compared with: up to 10 epochs, lr × 0.1 at the first epoch without a val AUC",
+            "gain, stopped after 2 epochs without one; the best-val-AUC epoch is tested. Cells: mean ± sd over",
+            "seeds, 95% interval (test rows + seeds), n seeds.",
+        ]
+    else:
+        title = f"budget {what}"
+        budget_text = [
+            f"rating as the action); {NO_HISTORY} reads none. Training budget: {what} for every run of this",
+            "section (early stopping as in the recipe, which cannot stop a run this short), the same for the",
+            f"{NO_HISTORY} it is compared with; cells: mean ± sd over seeds, 95% interval (test rows + seeds), n seeds.",
+        ]
     lines = [
-        f"## Does the history help, and how much of it? Test AUC against `data.max_history` ({split} split)",
+        f"## Does the history help, and how much of it? Test AUC against `data.max_history` ({split} split, {title})",
         "",
-        "DIN, HSTU and GRAB read the user's `max_history` most recent strictly earlier ratings (movie, genre,",
-        f"rating as the action); {NO_HISTORY} reads none. Training budget: {what} for every run of this",
-        "section (early stopping as in the recipe, which cannot stop a run this short), the same for the",
-        f"{NO_HISTORY} it is compared with; cells: mean ± sd over seeds, 95% interval (test rows + seeds), n seeds.",
+        f"{', '.join(models)} read the user's `max_history` most recent strictly earlier ratings (movie, genre,",
+        *budget_text,
         "",
     ]
     if split == "random":
@@ -487,12 +690,18 @@ def history_section(runs: list[dict[str, Any]], split: str, boot: Bootstrap) -> 
     lines += head
     for h in hists:
         lines.append(f"| {h} | " + " | ".join(auc_cell(at[m, h], boot) for m in models) + " |")
-    lines += [
-        "",
-        f"Without history: {NO_HISTORY} with the same budget {auc_cell(base, boot)}; {NO_HISTORY} with the recipe "
-        f"(early stopping, up to 10 epochs) {auc_cell(full, boot)}.",
-    ]
-    for label, ref in ((f"{NO_HISTORY}, same budget", base), (f"{NO_HISTORY}, recipe", full)):
+    lines.append("")
+    if converged:
+        where = " (the tabular section's runs)" if base and base[0]["group"] == "tabular" else ""
+        lines.append(f"Without history: {NO_HISTORY}, trained the same way{where}, {auc_cell(base, boot)}.")
+    else:
+        lines.append(
+            f"Without history: {NO_HISTORY} with the same budget {auc_cell(base, boot)}; {NO_HISTORY} with the recipe "
+            f"(early stopping, up to 10 epochs) {auc_cell(full, boot)}."
+        )
+    refs = ((f"{NO_HISTORY}, same training", base),) if converged else (
+        (f"{NO_HISTORY}, same budget", base), (f"{NO_HISTORY}, recipe", full))  # fmt: skip
+    for label, ref in refs:
         if not ref:
             continue
         lines += ["", f"Test AUC minus {label} (paired over test rows; seeds resampled):", "", *head]
@@ -515,26 +724,63 @@ def history_section(runs: list[dict[str, Any]], split: str, boot: Bootstrap) -> 
         ]  # fmt: skip
         lines.append(f"| {h} | " + " | ".join(cells) + " |")
     if base:
-        lines += ["", f"{NO_HISTORY} (same budget): {statistics.mean(r['metrics']['train/samples_per_s'] for r in base):,.0f}/s; "
+        lines += ["", f"{NO_HISTORY} ({'same training' if converged else 'same budget'}): "
+                      f"{statistics.mean(r['metrics']['train/samples_per_s'] for r in base):,.0f}/s; "
                       f"{statistics.mean(r['wall_s'] for r in base):,.0f} s per run."]  # fmt: skip
+    if PACKED in models:
+        lines += ["", f"{PACKED}'s samples/s count segments (`data.batch_size` counts them; a segment holds up to",
+                  "max_history + 1 events, all trained): compare its cost by wall time."]  # fmt: skip
     last = [r for r in pts + base if best_epoch(r) is not None and best_epoch(r) == r["metrics"]["epochs"]]
-    lines += [
-        "",
-        f"Convergence: in {len(last)} of {len(pts) + len(base)} runs of this section the tested (best val AUC)",
-        "checkpoint is the last epoch's, so these runs were still improving when the budget ended: they are",
-        "not converged, and the comparison is at equal (short) training, not at each model's best.",
-    ]
+    if converged:
+        early = [r for r in pts + base if stopped_early(r)]
+        lines += [
+            "",
+            "Convergence per run: tested (best val AUC) epoch / epochs run, one entry per seed "
+            "(seeds in order; `*`: ran all 10 epochs without stopping early):",
+            "",
+            *head,
+        ]
+        for h in hists:
+            cells = [
+                ", ".join(f"{best_epoch(r)}/{r['metrics']['epochs']}" + ("" if stopped_early(r) else "*")
+                          for r in sorted(at[m, h], key=lambda r: r["seed"])) or "—"
+                for m in models
+            ]  # fmt: skip
+            lines.append(f"| {h} | " + " | ".join(cells) + " |")
+        if base:
+            lines += ["", f"{NO_HISTORY}: " + ", ".join(
+                f"{best_epoch(r)}/{r['metrics']['epochs']}" + ("" if stopped_early(r) else "*")
+                for r in sorted(base, key=lambda r: r["seed"]))]  # fmt: skip
+        lines += [
+            "",
+            f"Convergence: {len(early)} of {len(pts) + len(base)} runs stopped early (2 epochs without a val AUC",
+            f"gain); in {len(last)} the tested checkpoint is the last epoch's.",
+        ]
+        reps = [(f"{NO_HISTORY}, seed {r['seed']}", r) for r in sorted(base, key=lambda r: r["seed"])[:1]]
+        for m in models:
+            ks = [h for h in hists if at[m, h]]
+            for h in dict.fromkeys([ks[0], ks[-1]] if ks else []):
+                r = min(at[m, h], key=lambda r: r["seed"])
+                reps.append((f"{m}, h={h}, seed {r['seed']}", r))
+        reps = [(label, r) for label, r in reps if curve(r)]
+        if reps:
+            lines += ["", "Learning curves (validation LogLoss per epoch; bold: the tested epoch) of representative",
+                      "runs: the first seed of each model at its shortest and longest history:", "",
+                      *curve_table(reps)]  # fmt: skip
+            if figure is not None:
+                curve_figure(reps, figure)
+                lines += ["", f"![validation LogLoss and AUC per epoch]({figure.name})"]
+    else:
+        lines += [
+            "",
+            f"Convergence: in {len(last)} of {len(pts) + len(base)} runs of this section the tested (best val AUC)",
+            "checkpoint is the last epoch's, so these runs were still improving when the budget ended: they are",
+            "not converged, and the comparison is at equal (short) training, not at each model's best.",
+        ]
     for m in models:
-        xs = [(h, r["metrics"]["test/auc"]) for h in hists for r in at[m, h]]
-        if len({h for h, _ in xs}) > 2:
-            lx = [math.log2(h) for h, _ in xs]
-            ys = [a for _, a in xs]
-            mx, my = statistics.mean(lx), statistics.mean(ys)
-            slope = sum((a - mx) * (b - my) for a, b in zip(lx, ys)) / sum((a - mx) ** 2 for a in lx)
-            lines += [
-                "",
-                f"{m}: least-squares slope of test AUC against log2(max_history): {slope:+.4f} per doubling.",
-            ]
+        ks = [h for h in hists if at[m, h]]
+        if len(ks) > 2:
+            lines += ["", slope_line(m, ks, [at[m, h] for h in ks], boot)]
     return [*lines, ""]
 
 
@@ -716,7 +962,8 @@ def cmd_report(args: argparse.Namespace) -> None:
             ]
         ),
         f"python scripts/results_real_data.py report --out {args.out}"
-        + (f" --sweep {args.sweep}" if args.sweep else ""),
+        + (f" --sweep {' '.join(args.sweep)}" if args.sweep else "")
+        + (" --figures" if args.figures else ""),
         "```",
         "",
     ]
@@ -775,10 +1022,14 @@ def cmd_report(args: argparse.Namespace) -> None:
     # -- history sweep
     for split in sorted({r["split"] for r in select(runs, group="history")}):
         lines += history_section(runs, split, boot)
+    for split in sorted({r["split"] for r in select(runs, group="converged")}):
+        figure = page.parent / f"{page.stem}_curves_{split}.png" if args.figures else None
+        lines += history_section(runs, split, boot, group="converged", figure=figure)
     # -- tuning
     lines += ["## Tuning recipe", "", "`conf/sweep/optuna_movielens.yaml` (Optuna TPE, maximising val AUC; the test split is never seen):", "", "```bash"]  # fmt: skip
-    lines += [args.sweep_command or "python -m recsys_lab.train sweep=optuna_movielens data.path=/tmp/ml-100k data.split=random model=dcnv2 num_threads=1", "```", ""]  # fmt: skip
-    lines += sweep_section(Path(args.sweep) if args.sweep else None)
+    lines += [*(args.sweep_command or ["python -m recsys_lab.train sweep=optuna_movielens data.path=/tmp/ml-100k data.split=random model=dcnv2 num_threads=1"]), "```", ""]  # fmt: skip
+    for sweep in args.sweep or [None]:
+        lines += sweep_section(Path(sweep) if sweep else None)
     lines += [*(Path(args.notes).read_text().strip().splitlines() if args.notes else []), ""]
     # -- ML-1M
     if ds == "MovieLens-100K":
@@ -786,15 +1037,19 @@ def cmd_report(args: argparse.Namespace) -> None:
     lines += [
         "## Per run",
         "",
-        "| run | test AUC | test rows | val AUC | epochs | wall s |",
-        "|---|---|---|---|---|---|",
+        "Best epoch: the tested (best val AUC) checkpoint's. Stopped early: the run ended before its",
+        "`trainer.max_epochs` (2 epochs without a val AUC gain).",
+        "",
+        "| run | test AUC | test rows | val AUC | epochs | best epoch | stopped early | wall s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         m = r["metrics"]
         h = "" if r["history"] is None else f", h={r['history']}"
         lines.append(
             f"| {r['group']}: {r['variant']}, {r['split']}{h}, seed {r['seed']} | {m['test/auc']:.4f} | "
-            f"{r['test_rows']:,} | {m['val/auc']:.4f} | {m['epochs']} | {r['wall_s']:.0f} |"
+            f"{r['test_rows']:,} | {m['val/auc']:.4f} | {m['epochs']} | {best_epoch(r) or '—'} | "
+            f"{ {True: 'yes', False: 'no', None: '—'}[stopped_early(r)] } | {r['wall_s']:.0f} |"
         )
     page.write_text("\n".join(lines) + "\n")
     print(f"wrote {page}")
@@ -817,7 +1072,12 @@ def main() -> None:
     r.add_argument("--seq-seeds", type=int, nargs="*", default=[0, 1, 2])
     r.add_argument("--history", type=int, default=50, help="data.max_history of the sequence group")
     r.add_argument("--histories", type=int, nargs="*", default=[8, 32, 128, 256])
-    r.add_argument("--history-models", nargs="*", default=["DIN", "GRAB"])
+    r.add_argument(
+        "--history-models",
+        nargs="*",
+        default=["DIN", "GRAB"],
+        help=f"variants of the history/converged groups: {', '.join(SEQUENCE)}, {PACKED} (converged only)",
+    )
     r.add_argument("--history-seeds", type=int, nargs="*", default=[0])
     r.add_argument("--tune-seeds", type=int, nargs="*", default=[0], help="seeds of the tuning group")
     r.add_argument(
@@ -827,19 +1087,31 @@ def main() -> None:
         help="the tuning group's settings (names in CANDIDATES; default all)",
     )
     r.add_argument("--threads", type=int, default=1)
+    r.add_argument(
+        "--logger",
+        default="csv",
+        help="logger= of every run (csv: per-epoch validation metrics, the learning curves of the page)",
+    )
     r.add_argument("--extra", nargs="*", default=[], help="more Hydra overrides for every run")
     r.set_defaults(func=cmd_run)
     p = sub.add_parser("report", help="write the page from finished runs")
     p.add_argument("--out", default="runs/results_real_data")
     p.add_argument("--page", default=str(REPO / "docs" / "results" / "real_data.md"))
-    p.add_argument("--sweep", default=None, help="the optuna sweep folder (holding optuna.db)")
-    p.add_argument("--sweep-command", default=None, help="the sweep's command line, for the page")
+    p.add_argument(
+        "--sweep", nargs="*", default=None, help="the optuna sweep folders (each holding optuna.db)"
+    )
+    p.add_argument("--sweep-command", nargs="*", default=None, help="the sweeps' command lines, for the page")
     p.add_argument("--command", nargs="*", default=None, help="the run command lines, for the page")
     p.add_argument("--notes", default=None, help="a markdown file appended after the tuning section")
     p.add_argument(
         "--reductions", default=None, help="a markdown file on what was reduced or not run, after the intro"
     )
     p.add_argument("--replicates", type=int, default=REPLICATES)
+    p.add_argument(
+        "--figures",
+        action="store_true",
+        help="write the learning-curve PNGs next to the page (<page>_curves_<split>.png), linked from it",
+    )
     p.set_defaults(func=cmd_report)
     args = ap.parse_args()
     args.func(args)

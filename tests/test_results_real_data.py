@@ -24,8 +24,12 @@ def script():
     return module
 
 
-def fake_run(script, out: Path, group: str, variant: str, split: str, history, seed: int, signal: float):
-    """A finished run folder: predictions whose AUC grows with ``signal``, and its metrics."""
+def fake_run(
+    script, out: Path, group: str, variant: str, split: str, history, seed: int, signal: float,
+    best: int | None = None, epochs: int = 4,
+):  # fmt: skip
+    """A finished run folder: predictions whose AUC grows with ``signal``, and its metrics; with
+    ``best``, a CSV log of ``epochs`` epochs whose validation LogLoss is lowest at epoch ``best``."""
     import torch
 
     from recsys_lab.metrics import auc
@@ -43,13 +47,16 @@ def fake_run(script, out: Path, group: str, variant: str, split: str, history, s
         "test/auc": a,
         "test/logloss": 0.6,
         "val/auc": a - 0.01,
-        "epochs": 4,
+        "epochs": epochs,
         "train/samples_per_s": 1000.0,
     }
     (folder / "metrics.json").write_text(json.dumps(metrics))
     meta = {"group": group, "variant": variant, "split": split, "history": history, "seed": seed,
             "overrides": ["data=movielens", *script.TABULAR.get(variant, script.SEQUENCE.get(variant, []))],
             "wall_s": 10.0, "test_rows": 400}  # fmt: skip
+    if best is not None:
+        meta |= {"best_epoch": best, "max_epochs": 10}
+        write_csv_log(folder, [0.55 + abs(e - best) / 100 for e in range(1, epochs + 1)])
     (folder / "run.json").write_text(json.dumps(meta))
     return a
 
@@ -151,3 +158,80 @@ def test_tuning_picks_the_best_val_auc_and_the_tuned_section(script, tmp_path):
             "overrides"
         ]
     ) in script.finished_runs(out)
+
+
+def write_csv_log(folder: Path, val_logloss: list[float]) -> None:
+    """A Lightning CSVLogger file: per epoch a step row, a validation row and a train-epoch row,
+    then the final re-validation and test of the best checkpoint (logged at the next epoch index)."""
+    cols = ["epoch", "step", "test/auc", "train/loss_epoch", "train/loss_step", "val/auc", "val/logloss"]
+    rows = []
+    for e, v in enumerate(val_logloss):
+        rows += [[e, 10 * e + 5, "", "", 0.6, "", ""], [e, 10 * e + 9, "", "", "", 0.8 - v / 10, v],
+                 [e, 10 * e + 9, "", 0.6 - e / 100, "", "", ""]]  # fmt: skip
+    n = len(val_logloss)
+    rows += [[n, 10 * n, "", "", "", 0.79, min(val_logloss)], [n, 10 * n, 0.77, "", "", "", ""]]
+    (folder / "csv").mkdir()
+    (folder / "csv" / "metrics.csv").write_text(
+        "\n".join(",".join(map(str, r)) for r in [cols, *rows]) + "\n"
+    )
+
+
+def test_read_curve_skips_the_final_revalidation(script, tmp_path):
+    write_csv_log(tmp_path, [0.56, 0.54, 0.55, 0.57])
+    c = script.read_curve(tmp_path)
+    assert [p["epoch"] for p in c] == [1, 2, 3, 4]
+    assert [p["val/logloss"] for p in c] == [0.56, 0.54, 0.55, 0.57]
+    assert c[3]["train/loss"] == pytest.approx(0.57)
+    assert script.read_curve(tmp_path / "nothing") == []
+
+
+def test_converged_group_jobs_and_section(script, tmp_path, monkeypatch):
+    args = script.main.__globals__["argparse"].Namespace(
+        groups=["converged"], seq_splits=["time"], histories=[8, 64], history_models=["DCNv2", "DIN"],
+        history_seeds=[0, 1], extra=[],
+    )  # fmt: skip
+    jobs = script.jobs(args)
+    assert ("converged", "DCNv2", ["model=dcnv2"], "time", None, 1) in jobs  # no history, once per seed
+    assert ("converged", "DIN", script.SEQUENCE["DIN"], "time", 64, 0) in jobs and len(jobs) == 2 * 3
+    args.history_models = ["GRAB-packed"]  # batch_size counts segments: 192 steps an epoch
+    packed = {h: o for _, _, o, _, h, _ in script.jobs(args)}
+    assert "data.packing=user" in packed[8] and "data.batch_size=72" in packed[8]
+    assert (
+        "data.batch_size=17" in packed[64]
+        and packed[64][: len(script.SEQUENCE["GRAB"])] == script.SEQUENCE["GRAB"]
+    )
+    args.extra = ["trainer.max_epochs=2"]
+    with pytest.raises(SystemExit, match="early stopping"):
+        script.jobs(args)
+
+    out = tmp_path / "runs"
+    for seed in (0, 1, 2):
+        fake_run(script, out, "converged", "DCNv2", "time", None, seed, 0.3, best=2, epochs=4)
+        for h, signal in ((8, 0.5), (32, 0.4), (128, 0.3)):
+            # the longest history runs all 10 epochs: not stopped early, best at the last one
+            best, epochs = (10, 10) if h == 128 else (3, 5)
+            fake_run(script, out, "converged", "DIN", "time", h, seed, signal, best=best, epochs=epochs)
+    fake_run(script, out, "converged", "GRAB-packed", "time", 8, 0, 0.6, best=2, epochs=4)
+    page = tmp_path / "page.md"
+    argv = ["x", "report", "--out", str(out), "--page", str(page), "--replicates", "200", "--figures"]
+    monkeypatch.setattr(sys, "argv", argv)
+    script.main()
+    text = page.read_text()
+    assert "(time split, trained to early stopping)" in text
+    assert "| 128 | 10/10*, 10/10*, 10/10* |" in text and "| 8 | 3/5, 3/5, 3/5 | 2/4 |" in text
+    assert "DCNv2: 2/4, 2/4, 2/4" in text and "GRAB-packed's samples/s count segments" in text
+    assert (
+        "Convergence: 10 of 13 runs stopped early" in text
+        and "in 3 the tested checkpoint is the last" in text
+    )
+    # the learning curves: DCNv2's first seed, DIN at 8 and at 128 (bold: the tested epoch)
+    assert "| DIN, h=8, seed 0 | 0.5700 | 0.5600 | **0.5500** | 0.5600 | 0.5700 |" in text
+    assert (tmp_path / "page_curves_time.png").stat().st_size > 1000 and "(page_curves_time.png)" in text
+    # the history helps less with every doubling here: a negative slope whose interval excludes 0
+    slope = next(line for line in text.splitlines() if line.startswith("DIN: least-squares slope"))
+    lo, hi = (float(x) for x in slope.split("[")[1].split("]")[0].split(","))
+    assert lo < hi < 0
+    row = next(
+        line for line in text.splitlines() if line.startswith("| converged: DIN, time, h=128, seed 1 |")
+    )
+    assert row.endswith("| 10 | 10 | no | 10 |")
