@@ -7,6 +7,7 @@ which returns the metric named by ``optimized_metric`` so sweepers can optimise 
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import os
@@ -143,6 +144,37 @@ def _resume_checkpoint(cfg: DictConfig, output_dir: Path) -> str | None:
     return None
 
 
+def _csv_curve_to_keep(loggers: list[Any], ckpt_path: str | None) -> dict[int, list[dict[str, str]]]:
+    """The learning curve a resumed run keeps: each CSV logger's rows up to its checkpoint.
+
+    Lightning's CSV writer deletes an existing ``metrics.csv`` when it starts, so without this a
+    resumed run's curve would begin at the resume point. Rows are logged at the count of batches that
+    stepped, S; a checkpoint is written before its batch's row (and before S counts that batch), and
+    the resumed run logs from step S + 1 on. So rows with step <= S are kept and later ones, logged
+    before the kill, are dropped: the resumed run logs those steps again. So are rows of a later
+    epoch than the checkpoint's, i.e. the final validation and test rows that a run killed after
+    training wrote at the last step. Rows reach the file as they are logged (conf/logger/csv.yaml
+    flushes every step). Returns ``{id(logger): rows}``, each row without its empty cells.
+    """
+    files = {
+        id(lg): Path(lg.log_dir) / "metrics.csv"
+        for lg in loggers
+        if isinstance(lg, L.pytorch.loggers.CSVLogger)
+    }
+    if not ckpt_path or not any(f.is_file() for f in files.values()):
+        return {}
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False, mmap=True)
+    loop = ckpt.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+    stepped, epoch = int(loop.get("_batches_that_stepped", ckpt["global_step"])), int(ckpt["epoch"])
+    kept: dict[int, list[dict[str, str]]] = {}
+    for key, file in files.items():
+        if file.is_file():
+            with file.open(newline="") as f:
+                rows = [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+            kept[key] = [r for r in rows if int(r["step"]) <= stepped and int(r.get("epoch", 0)) <= epoch]
+    return kept
+
+
 def _warn_if_config_changed(cfg: DictConfig, saved_file: Path) -> None:
     """Warn when a resumed run's config differs from the one it started with (new overrides)."""
     if not saved_file.is_file():
@@ -176,9 +208,12 @@ def _run(cfg: DictConfig, output_dir: Path) -> Metrics:
     datamodule, model, task = build(cfg)
     callbacks = _instantiate_all(cfg.get("callbacks"))
     loggers = _instantiate_all(cfg.get("logger"))
+    kept = _csv_curve_to_keep(loggers, ckpt_path) if cfg.get("resume") else {}
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for lg in trainer.loggers:
         lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
+        if id(lg) in kept:  # after log_hyperparams, whose new writer deleted the old file
+            lg.experiment.metrics[:0] = kept[id(lg)]
 
     trainer.fit(
         task,
