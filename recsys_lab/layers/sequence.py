@@ -20,6 +20,7 @@ jagged attention ops in :mod:`recsys_lab.kernels` take.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -30,6 +31,8 @@ from recsys_lab.data.schema import Feature, FeatureKind, FeatureRole, Schema
 from recsys_lab.kernels import time_bucket as time_gap_bucket
 from recsys_lab.layers.embedding import EmbeddingFactory, FieldEmbedding
 from recsys_lab.layers.features import FeatureEncoder
+
+log = logging.getLogger(__name__)
 
 HISTORY_PREFIX = "hist_"
 
@@ -277,6 +280,19 @@ class EventTokenizer(nn.Module):
         if num_positions < 0 or time_gap_buckets < 0:
             raise ValueError(
                 f"num_positions and time_gap_buckets must be >= 0, got {num_positions}, {time_gap_buckets}"
+            )
+        longest = None if max_history is None else max_history + 1 + int(sink)  # events, candidate, sink
+        if num_positions > 0 and longest is not None and longest > num_positions:
+            log.warning(
+                "model.num_positions=%d but segments hold up to %d tokens (max_history %d + candidate%s): "
+                "the last %d positions share one position embedding. Set model.num_positions=%d to give each "
+                "its own.",
+                num_positions,
+                longest,
+                max_history,
+                " + sink" if sink else "",
+                longest - num_positions + 1,
+                longest,
             )
         self.dim = dim
         self.sink = sink

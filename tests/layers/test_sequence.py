@@ -191,3 +191,13 @@ def test_bad_tokenizer_settings_raise():
         EventTokenizer(make_seq_schema(), seq_embedding(), 16, False, True, -1, 8, 16)
     with pytest.raises(ValueError, match="width"):
         EventTokenizer(make_seq_schema(), seq_embedding(), 0, False, True, None, 8, 16)
+
+
+def test_positions_beyond_the_table_are_named(caplog):
+    """max_history 8 + candidate + sink = 10 tokens: a 10-row table is quiet, an 8-row one warns."""
+    with caplog.at_level("WARNING", logger="recsys_lab.layers.sequence"):
+        EventTokenizer(make_seq_schema(), seq_embedding(), 16, False, True, 8, 10, 16)
+        assert not caplog.records
+        EventTokenizer(make_seq_schema(), seq_embedding(), 16, False, True, 8, 8, 16)
+    assert len(caplog.records) == 1
+    assert "model.num_positions=8" in caplog.text and "model.num_positions=10" in caplog.text
