@@ -333,7 +333,7 @@ def verdict_text(s: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--ks", type=int, nargs="+", default=[8, 32, 128, 512])
+    ap.add_argument("--ks", type=int, nargs="+", default=[8, 16, 32, 64, 128, 256, 512])
     ap.add_argument("--users", type=int, default=300)
     ap.add_argument("--events-per-batch", type=int, default=2048)
     ap.add_argument("--val-rows", type=int, default=256)
