@@ -246,6 +246,7 @@ def report(args: argparse.Namespace) -> list[str]:
                 "",
             ]
             cost_done = True
+    lines += beside_lines(args.beside)
     walls = [x["wall"] for s in args.scales if (r := study(args, s)) for x in r["seeds"]]
     lines.append(
         f"Wall time: {sum(walls) / 60:.0f} min over {2 * len(walls)} runs (shared 2-core CPU, one thread each)."
@@ -254,6 +255,25 @@ def report(args: argparse.Namespace) -> list[str]:
 
     summary["main"] = f"{args.scales[0]:g}"
     write_json_atomic(args.out / "summary.json", summary)
+    return lines
+
+
+def beside_lines(outs: list[Path]) -> list[str]:
+    """One line per other invocation of this script (its ``--out``: ``command.txt`` and
+    ``summary.json``), e.g. the same study on more rows, reported beside the headline."""
+    lines = []
+    for out in outs:
+        f = out / "summary.json"
+        if not f.is_file():
+            continue
+        r = json.loads(f.read_text())
+        command = (out / "command.txt").read_text().strip() if (out / "command.txt").is_file() else "?"
+        cells = [
+            f"S = {key}: {fmt_interval(x['mean'], x['low'], x['high'])} (95% t, n = {x['n']}) — {x['verdict']}"
+            for key, x in r.items()
+            if isinstance(x, dict) and "verdict" in x
+        ]
+        lines += [f"The same study, `{command}`: ΔAUC APG − static " + "; ".join(cells) + ".", ""]
     return lines
 
 
@@ -275,10 +295,15 @@ def main() -> None:
     ap.add_argument("--max-epochs", type=int, default=20)
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "claims" / "apg")
+    ap.add_argument(
+        "--beside", type=Path, nargs="*", default=[], help="--out of other invocations to report beside"
+    )
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
     args.command = command_line("claims_apg.py")
     if not args.report_only:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "command.txt").write_text(args.command + "\n")
         for scale in args.scales:
             for s in args.seeds:
                 for v in VARIANTS:

@@ -5,6 +5,7 @@ study's oracles and serving parameters on a composed run configuration."""
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 import pytest
@@ -107,3 +108,15 @@ def test_apg_oracles_and_serving_parameters(apg_runs):
     assert claims_apg.oracles(d) == o and (d / "oracles.json").is_file()
     static, apg = (claims_apg.serving_params(apg_runs[v][0]) for v in claims_apg.VARIANTS)
     assert static > 0 and apg > 0 and apg != static
+
+
+def test_apg_beside_lines_report_other_invocations(tmp_path):
+    out = tmp_path / "apg_500k"
+    out.mkdir()
+    (out / "command.txt").write_text("python scripts/claims_apg.py --num-train 500000\n")
+    summary = {"1": {"mean": 0.01, "low": 0.005, "high": 0.015, "n": 3, "verdict": "reproduced"}, "main": "1"}
+    (out / "summary.json").write_text(json.dumps(summary))
+    lines = claims_apg.beside_lines([out, tmp_path / "not_run"])
+    assert len([x for x in lines if x]) == 1
+    assert "--num-train 500000" in lines[0] and "S = 1: +0.0100 [+0.0050, +0.0150]" in lines[0]
+    assert "reproduced" in lines[0]
