@@ -278,7 +278,8 @@ def _conv_grab(out: Path) -> tuple[str, str] | None:
     return (
         f"packed GRAB test AUC vs K = {r['ks']} on `long_history`, early stopping (`python scripts/claims_grab.py`): "
         f"slope {sl['mean']:+.4f} [{sl['low']:+.4f}, {sl['high']:+.4f}] per doubling ({sl['n']}), oracle's "
-        f"{r['oracle_slope']:+.4f}; gains {steps}",
+        f"{r['oracle_slope']:+.4f}; gains {steps}"
+        + (f"; mean AUC peaks at K = {r['peak']['k']}" if "peak" in r else ""),
         f"{r['verdict']} ([results/claims.md](results/claims.md#grab-history-length))",
     )
 
