@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recsys_lab.data.synthetic.sequences import history_index  # noqa: E402
-from recsys_lab.data.synthetic.world import CLICK, DAY, EventLog, World, WorldSpec, saturate  # noqa: E402
+from recsys_lab.data.synthetic.world import CLICK, DAY, EXPOSURE, EventLog, World, WorldSpec, saturate  # noqa: E402
 from recsys_lab.metrics import auc, base_entropy, bootstrap_interval, logloss  # noqa: E402
 from recsys_lab.runners.stage import write_json_atomic  # noqa: E402
 
@@ -64,9 +64,13 @@ def retention(rho: float, test_days: int, seed: int) -> dict[str, object]:
     }
 
 
-def truncated_oracle(world: World, log: EventLog, rows: np.ndarray, k: int | None) -> np.ndarray:
+def truncated_oracle(
+    world: World, log: EventLog, rows: np.ndarray, k: int | None, action_blind: bool = False
+) -> np.ndarray:
     """float64 ``[n]``: the planted click probability of the exposures at log rows ``rows``
-    (sorted) computed from each one's latest ``k`` events only (0: no history; None: all)."""
+    (sorted) computed from each one's latest ``k`` events only (0: no history; None: all).
+    ``action_blind``: every event read weighs the mean action weight of all the events read, in
+    place of its own action's (what is left to a predictor that does not know each event's action)."""
     spec, g = world.spec, world.gains
     static = log.logit_parts[rows, 0].astype(np.float64)
     if k == 0:
@@ -74,16 +78,27 @@ def truncated_oracle(world: World, log: EventLog, rows: np.ndarray, k: int | Non
     else:
         first_of_user = np.searchsorted(log.user, np.arange(spec.total_users + 2, dtype=np.int32))
         offsets, hist = history_index(first_of_user[log.user[rows]], rows, k)
+        actions, scale = log.action[hist], 1.0
+        if action_blind and hist.size:
+            weights, clicked = world.kernel.action_weight, EXPOSURE | CLICK
+            if weights[clicked] <= 0:
+                raise ValueError(
+                    "truncated_oracle(action_blind=True) needs a positive click weight (action_weights[1])"
+                )
+            scale = float(weights[actions.astype(np.int64)].mean() / weights[clicked])
+            actions = np.full_like(actions, clicked)  # every event as a click, then rescaled to the mean
         h_cat, h_item = world.history_sums(
             log.item[hist],
             log.category[hist],
-            log.action[hist],
+            actions,
             log.ts[hist],
             offsets,
             log.item[rows],
             log.ts[rows],
         )
-        z = static + saturate(g.click_hist_cat * h_cat + g.click_hist_item * h_item, spec.history_cap)
+        z = static + saturate(
+            scale * (g.click_hist_cat * h_cat + g.click_hist_item * h_item), spec.history_cap
+        )
     return 1.0 / (1.0 + np.exp(-spec.temperature * z))
 
 

@@ -278,8 +278,53 @@ def _conv_grab(out: Path) -> tuple[str, str] | None:
     return (
         f"packed GRAB test AUC vs K = {r['ks']} on `long_history`, early stopping (`python scripts/claims_grab.py`): "
         f"slope {sl['mean']:+.4f} [{sl['low']:+.4f}, {sl['high']:+.4f}] per doubling ({sl['n']}), oracle's "
-        f"{r['oracle_slope']:+.4f}; gains {steps}",
+        f"{r['oracle_slope']:+.4f}; gains {steps}"
+        + (f"; mean AUC peaks at K = {r['peak']['k']}" if "peak" in r else ""),
         f"{r['verdict']} ([results/claims.md](results/claims.md#grab-history-length))",
+    )
+
+
+def _conv_grab_cama(out: Path) -> tuple[str, str] | None:
+    f = out / "grab_cama" / "summary.json"
+    if not f.is_file():
+        return None
+    r = json.loads(f.read_text())
+    g = r["action_gap"]
+    return (
+        f"ΔAUC CamA − single channel, packed GRAB at K = {r['k']} on `long_history`, early stopping "
+        f"(`python scripts/claims_grab_cama.py`): {r['mean']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}] ({r['n']}); "
+        f"AUC CamA {r['cama_auc']:.4f}, single {r['single_auc']:.4f}; knowing each event's action is worth "
+        f"{g['mean']:+.4f} [{g['low']:+.4f}, {g['high']:+.4f}] oracle AUC (oracle@K {r['oracle_k']:.4f}, "
+        f"action-blind {r['oracle_blind']:.4f})",
+        f"{r['verdict']} ([results/claims.md](results/claims.md#grab-cama-vs-single-channel))",
+    )
+
+
+def _conv_apg(out: Path) -> tuple[str, str] | None:
+    f = out / "apg" / "summary.json"
+    if not f.is_file():
+        return None
+    r = json.loads(f.read_text())
+    main, control = r.get(r.get("main", "")), r.get("0")
+    if not main:
+        return None
+
+    def cell(x: dict) -> str:
+        return f"{x['mean']:+.4f} [{x['low']:+.4f}, {x['high']:+.4f}] ({x['n']})"
+
+    cost = r.get("cost", {})
+    ratio = (
+        f"; serving FLOPs APG / static {cost['apg']['flops'] / cost['static']['flops']:.2f}×" if cost else ""
+    )
+    return (
+        f"ΔAUC APG (group: user) − static twin (same widths), per-user weights of sd {r['main']} "
+        f"(`data.instance_scale`), early stopping (`python scripts/claims_apg.py`): {cell(main)}, the per-user "
+        f"term worth {main['gap'][0]:+.4f} oracle AUC"
+        + (f"; control (`instance_scale=0`): {cell(control)}" if control and r["main"] != "0" else "")
+        + ratio,
+        f"{main['verdict']}"
+        + (f"; control: {control['verdict']}" if control and r["main"] != "0" else "")
+        + " ([results/claims.md](results/claims.md#apg-vs-its-static-twin))",
     )
 
 
@@ -342,7 +387,8 @@ CLAIMS = [
         0.05,
         "tests/claims/test_grab_claim.py",
         _grab_cama,
-        "python scripts/results_sequence.py",
+        "python scripts/claims_grab_cama.py (CamA vs model.channels=single, packed GRAB, K = 128, long_history)",
+        converged=_conv_grab_cama,
     ),
     Claim(
         "grab_history",
@@ -385,7 +431,8 @@ CLAIMS = [
         0.04,
         "tests/claims/test_apg_claim.py",
         _apg,
-        "python scripts/results_mixers.py (APG rows)",
+        "python scripts/claims_apg.py (data.instance_scale > 0: per-user weights; 0: control)",
+        converged=_conv_apg,
     ),
     Claim(
         "bh",

@@ -160,6 +160,29 @@ def test_planted_components_have_their_scales_and_crosses_matter(dm):
     assert np.var(dense_term - x @ coef) > 0.1 * np.var(dense_term)
 
 
+def test_instance_term_gives_each_value_its_own_numeric_weights_and_leaves_the_rows():
+    knobs = dict(seed=2, num_categorical=5, num_numeric=3, num_users=50, max_vocab=100, num_crosses=4)
+    plain = PlantedModel(SyntheticTabularSpec(**knobs))
+    model = PlantedModel(SyntheticTabularSpec(**knobs, instance_scale=1.0, instance_field="c1"))
+    a, b = plain.generate("val", 20_000), model.generate("val", 20_000)
+    # the same features; the planted probability gains the term (drawn from its own seed stream)
+    assert np.array_equal(a.sparse, b.sparse) and np.array_equal(a.dense, b.dense)
+    assert not plain.instance_term(a.sparse, a.dense).any()
+    assert not np.allclose(a.true_prob, b.true_prob)
+    term = model.instance_term(b.sparse, b.dense)
+    assert term.std() == pytest.approx(1.0, rel=0.1)
+    assert np.allclose(
+        model.logit(b.sparse, b.dense), model.bias + sum(model.logit_parts(b.sparse, b.dense)) + term
+    )
+    # each value of c1 has its own weights on the numeric features: linear in z with its own slope
+    q = model.instance_w
+    assert q is not None and q.shape == (model.spec.field_vocab_sizes[1], 3)
+    rows = b.sparse[:, 1] == b.sparse[0, 1]
+    assert np.allclose(term[rows], b.dense[rows].astype(np.float64) @ q[b.sparse[0, 1]])
+    top = np.bincount(b.sparse[:, 1]).argsort()[-2:]
+    assert abs(q[top[0]] @ q[top[1]]) < 0.99 * np.linalg.norm(q[top[0]]) * np.linalg.norm(q[top[1]])
+
+
 def test_cross_is_an_interaction():
     """On the most frequent values, a planted cross is not a sum of per-field effects."""
     spec = SyntheticTabularSpec(seed=5, num_categorical=3, num_numeric=0, max_vocab=50, num_crosses=1)
@@ -232,6 +255,9 @@ def test_setup_is_idempotent(dm):
         ({"base_rate": 1.0}, "base_rate"),
         ({"missing_rate": 1.0}, "missing_rate"),
         ({"generation_threads": 0}, "generation_threads"),
+        ({"instance_scale": -1.0}, "instance_scale"),
+        ({"instance_scale": 1.0, "num_numeric": 0}, "instance_scale"),
+        ({"instance_field": "c99"}, "instance_field"),
     ],
 )
 def test_bad_arguments_raise_naming_the_argument(kwargs, name):

@@ -32,7 +32,7 @@ class SyntheticDataModule(DataModule):
 
     Args:
         seed: seeds the planted model, every row and the training shuffle.
-        num_categorical .. base_rate: the planted model; see :class:`SyntheticTabularSpec`.
+        num_categorical .. instance_field: the planted model; see :class:`SyntheticTabularSpec`.
         num_train, num_val, num_test: rows per split.
         batch_size, eval_batch_size, num_workers: the :class:`LoaderSpec`.
         size: ``tiny`` caps the splits at 4096/1024/1024 rows and the batches at 256/1024,
@@ -63,6 +63,8 @@ class SyntheticDataModule(DataModule):
         dense_scale: float = 0.6,
         dense_hidden: int = 16,
         base_rate: float = 0.25,
+        instance_scale: float = 0.0,
+        instance_field: str = "user",
         num_train: int = 500_000,
         num_val: int = 100_000,
         num_test: int = 100_000,
@@ -91,6 +93,8 @@ class SyntheticDataModule(DataModule):
             dense_scale=dense_scale,
             dense_hidden=dense_hidden,
             base_rate=base_rate,
+            instance_scale=instance_scale,
+            instance_field=instance_field,
         )
         for arg, value, low in (
             ("num_train", num_train, 1),

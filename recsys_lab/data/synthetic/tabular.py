@@ -14,17 +14,22 @@ The planted (true) model::
     logit(x) = b + Σ_f w_f[x_f]                                 first-order effects
                  + Σ_{(f,g) ∈ P} ⟨U_fg[x_f], V_fg[x_g]⟩          low-rank pairwise crosses
                  + a · tanh(z W + c)                            nonlinear dense term
+                 + ⟨z, q[x_k]⟩                                  instance-specific weights (off by default)
     p(x) = sigmoid(logit(x)),     click ~ Bernoulli(p(x))
 
 with ``w_f: [V_f]``, ``U_fg: [V_f, R]``, ``V_fg: [V_g, R]`` (R = ``cross_rank``), ``P`` a set of
-``num_crosses`` distinct field pairs drawn at random, ``W: [D, H]``, ``c: [H]``, ``a: [H]``.
+``num_crosses`` distinct field pairs drawn at random, ``W: [D, H]``, ``c: [H]``, ``a: [H]``. The last term (``instance_scale > 0``) gives each value of
+the field ``k = instance_field`` (e.g. each user) its own weights ``q[x_k]: [D]`` on the numeric
+features (APG's premise: the right weights differ from instance to instance): a random unit
+direction per value times ``rank(x_k)^(-t)``, drawn from its own seed stream so that every other
+parameter and row is unchanged by it.
 
 Parameters are drawn from ``seed``: ``w_f[v]`` and each row of ``U_fg[v]``, ``V_fg[v]`` are
 ``N(0, 1) · rank(v)^(-t)`` (``t = tail_decay``; the missing id counts as rank 1), so rare values
 have weaker effects, as a well-regularised model would estimate them anyway; ``W ~ N(0, 4/D)``
-(tanh saturates), ``c ~ N(0, 1/4)``, ``a ~ N(0, 1)``. Each of the three components is then
-rescaled so that its standard deviation over rows equals ``first_order_scale``, ``cross_scale``
-and ``dense_scale``, its mean is folded into ``b``, and ``b`` is solved so that
+(tanh saturates), ``c ~ N(0, 1/4)``, ``a ~ N(0, 1)``. Each component is then
+rescaled so that its standard deviation over rows equals ``first_order_scale``, ``cross_scale``,
+``dense_scale`` (and ``instance_scale``), its mean is folded into ``b``, and ``b`` is solved so that
 ``E[p] = base_rate``. These moments come from a fixed calibration sample of
 :data:`CALIBRATION_ROWS` rows drawn from its own seed stream.
 
@@ -52,6 +57,7 @@ CALIBRATION_ROWS = 1 << 16
 
 _STREAM_MODEL = 0
 _STREAM_CALIBRATION = 1
+_STREAM_INSTANCE = 5  # the instance-specific weights: their own stream, so the rest is unchanged
 SPLIT_STREAMS: dict[str, int] = {"train": 2, "val": 3, "test": 4}
 """Seed-stream index of each split (``SeedSequence(seed, spawn_key=(stream, chunk))``)."""
 
@@ -82,6 +88,10 @@ class SyntheticTabularSpec:
         first_order_scale, cross_scale, dense_scale: standard deviation of each logit component.
         dense_hidden: hidden width ``H`` of the planted dense term.
         base_rate: target mean true click probability.
+        instance_scale: standard deviation of the instance-specific term ``⟨z, q[x_k]⟩`` (0 = none;
+            needs numeric fields).
+        instance_field: the categorical field ``k`` whose values own the weights ``q`` (``user``,
+            ``c1``, ...).
     """
 
     seed: int = 0
@@ -101,6 +111,8 @@ class SyntheticTabularSpec:
     dense_scale: float = 0.6
     dense_hidden: int = 16
     base_rate: float = 0.25
+    instance_scale: float = 0.0
+    instance_field: str = "user"
 
     def __post_init__(self) -> None:
         if self.vocab_sizes is not None:
@@ -161,6 +173,20 @@ class SyntheticTabularSpec:
             _check(getattr(self, name) >= 0, name, getattr(self, name), "must be >= 0")
         _check(self.dense_hidden >= 1, "dense_hidden", self.dense_hidden, "must be >= 1")
         _check(0 < self.base_rate < 1, "base_rate", self.base_rate, "must be in (0, 1)")
+        _check(self.instance_scale >= 0, "instance_scale", self.instance_scale, "must be >= 0 (0 = none)")
+        _check(
+            self.instance_scale == 0 or self.num_numeric >= 1,
+            "instance_scale",
+            self.instance_scale,
+            "needs num_numeric >= 1 (the instance-specific weights act on the numeric features)",
+        )
+        fields = ["user", *(f"c{i}" for i in range(1, self.num_categorical))]
+        _check(
+            self.instance_field in fields,
+            "instance_field",
+            self.instance_field,
+            f"is not a categorical field; use one of user, c1 .. c{self.num_categorical - 1}",
+        )
 
     @property
     def field_vocab_sizes(self) -> tuple[int, ...]:
@@ -256,6 +282,14 @@ class PlantedModel:
         self.dense_w = rng.standard_normal((d, h)) * (_DENSE_GAIN / math.sqrt(max(d, 1)))  # W: [D, H]
         self.dense_c = rng.standard_normal(h) * 0.5  # c: [H]
         self.dense_a = rng.standard_normal(h)  # a: [H]
+        # q: [V_k, D] instance-specific weights of the numeric features (None when off)
+        self.instance_index = 0 if spec.instance_field == "user" else int(spec.instance_field[1:])
+        self.instance_w: np.ndarray | None = None
+        if spec.instance_scale > 0:
+            irng = np.random.default_rng(np.random.SeedSequence(spec.seed, spawn_key=(_STREAM_INSTANCE,)))
+            q = irng.standard_normal((vocab[self.instance_index], d))
+            q /= np.linalg.norm(q, axis=1, keepdims=True)
+            self.instance_w = q * decay[self.instance_index][:, None]
         self.bias = 0.0
         self._calibrate()
 
@@ -282,6 +316,12 @@ class PlantedModel:
         self.dense_a = self.dense_a * f3
         offset = -(f1 * first.mean() + f2 * cross.mean() + f3 * dense_term.mean())
         centred = f1 * first + f2 * cross + f3 * dense_term + offset  # [n], mean 0
+        if self.instance_w is not None:
+            inst = self.instance_term(sparse, dense)
+            f4 = factor(inst, spec.instance_scale)
+            self.instance_w = self.instance_w * f4
+            offset -= f4 * inst.mean()
+            centred = centred + f4 * (inst - inst.mean())
         self.bias = _solve_bias(centred, spec.base_rate) + offset
 
     # -- features and logits -------------------------------------------------------------------
@@ -333,10 +373,22 @@ class PlantedModel:
             dense_term = np.zeros(n)
         return first, cross, dense_term
 
+    def instance_term(self, sparse: np.ndarray, dense: np.ndarray) -> np.ndarray:
+        """``⟨z, q[x_k]⟩``, float64 ``[n]`` (zeros when ``instance_scale`` is 0).
+
+        Args:
+            sparse: int ``[n, F]`` ids; dense: float ``[n, D]``.
+        """
+        if self.instance_w is None:
+            return np.zeros(sparse.shape[0])
+        q = self.instance_w[sparse[:, self.instance_index]]  # [n, D]
+        return (dense.astype(np.float64) * q).sum(1)
+
     def logit(self, sparse: np.ndarray, dense: np.ndarray) -> np.ndarray:
         """True logit, float64 ``[n]``."""
         first, cross, dense_term = self.logit_parts(sparse, dense)
-        return self.bias + first + cross + dense_term
+        z = self.bias + first + cross + dense_term
+        return z if self.instance_w is None else z + self.instance_term(sparse, dense)
 
     def true_prob(self, sparse: np.ndarray, dense: np.ndarray) -> np.ndarray:
         """True click probability, float64 ``[n]``."""
