@@ -21,6 +21,7 @@ def _args(**kw: object) -> argparse.Namespace:
         history=8,
         heads=2,
         pretrain_batch_size=64,
+        pretrain_lr=3e-3,
         pretrain_max_steps=500,
         pretrain_val_every=50,
         pretrain_val_batches=2,
@@ -43,6 +44,7 @@ def test_pretrain_stage_stops_on_validation_infonce() -> None:
     assert (stop.monitor, stop.mode, stop.patience, stop.min_delta) == ("val/infonce", "min", 3, 0.02)
     assert cfg.callbacks.model_checkpoint.monitor == "val/infonce"  # the features read best.ckpt
     assert cfg.trainer.max_steps == 500 and cfg.trainer.val_check_interval == 50
+    assert cfg.task.optimizer.lr == cfg.task.sparse_optimizer.lr == 3e-3  # dense and embedding rows
     assert cfg.trainer.check_val_every_n_epoch is None  # checks every 50 steps across epochs
     assert "CSVLogger" in cfg.logger.csv._target_
 
