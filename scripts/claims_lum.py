@@ -54,8 +54,7 @@ TITLE = "LUM at three sizes"
 SUPERSEDED = (
     "Superseded: the earlier run of this study (pre-training lr 1e-3, cap 800 steps; "
     "`python scripts/claims_lum.py --pretrain-lr 1e-3 --pretrain-max-steps 800 --out outputs/claims/lum`) "
-    "left all 9 pre-trainings 
-    "at the cap, their validation InfoNCE still falling 0.045–0.241 nats over the last 200 steps; it "
+    "left all 9 pre-trainings at the cap, their validation InfoNCE still falling 0.045–0.241 nats over the last 200 steps; it "
     "measured gains −0.0013 / −0.0040 / −0.0014 (16x1 / 32x2 / 64x4), every interval containing 0."
 )
 
