@@ -310,7 +310,7 @@ def _conv_ocarm(out: Path) -> tuple[str, str] | None:
 
 
 def _conv_lum(out: Path) -> tuple[str, str] | None:
-    f = out / "lum" / "summary.json"
+    f = out / "lum_plateau" / "summary.json"  # supersedes lum/ (pre-training capped at 800 steps)
     if not f.is_file():
         return None
     r = json.loads(f.read_text())
