@@ -443,8 +443,8 @@ def reading(
         f"- The world's history is worth {hist:+.4f} oracle AUC from its last {args.history} events (the "
         "oracle columns: the planted history term, which no model reads except through the history). A "
         "DCNv2 with the user id can learn part of it, and of the user's interests, from the user's earlier rows.",
-        f"- Pre-training: {runs - capped} of {runs} LUMs stopped early (validation InfoNCE gained less "
-        f"than {args.pretrain_min_delta:g} nats over {args.pretrain_patience} checks), {capped} ran to the "
+        f"- Pre-training: {runs - capped} of {runs} LUMs stopped early (no validation check bettered the "
+        f"best by {args.pretrain_min_delta:g} nats for {args.pretrain_patience} checks in a row), {capped} ran to the "
         f"{args.pretrain_max_steps}-step cap (the figure and the last-gain column show how flat their "
         f"curves were); mean best validation InfoNCE per size: {info}; the largest LUM's is below the "
         f"smallest's in {better} of {len(done)} seeds. This is the gain on {args.users:,} day-0 users' "
