@@ -391,6 +391,12 @@ def report(args: argparse.Namespace) -> list[str]:
     boot_below = sum(per_seed[x]["growth"][2] < 0 for x in done)
     summary["growth"] = {"mean": g, "low": glo, "high": ghi, "n": len(done), "verdict": verdict}
     summary["monotone_means"] = monotone
+    summary["pretrain"] = {
+        "runs": sum(len(p) for p in pre.values()),
+        "capped": sum(r["capped"] for p in pre.values() for r in p),
+        "lr": args.pretrain_lr,
+        "max_steps": args.pretrain_max_steps,
+    }
     write_json_atomic(args.out / "summary.json", summary)
     _plot(pre, args)
     lines += [

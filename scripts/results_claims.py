@@ -322,8 +322,15 @@ def _conv_lum(out: Path) -> tuple[str, str] | None:
 
     shown = [s for s in sizes if gains[s]["low"] > 0]
     against = [s for s in sizes if gains[s]["high"] < 0]
+    pre = r.get("pretrain")
+    stopped = (
+        f"pre-training early-stopped in {pre['runs'] - pre['capped']}/{pre['runs']} runs (lr {pre['lr']:g}, "
+        f"cap {pre['max_steps']} steps), DCNv2 early-stopped"
+        if pre
+        else "DCNv2 early-stopped (pre-training stops not recorded)"
+    )
     return (
-        "ΔAUC LUM + DCNv2 − DCNv2 per LUM size (dim × layers), pre-training and DCNv2 early-stopped "
+        f"ΔAUC LUM + DCNv2 − DCNv2 per LUM size (dim × layers), {stopped} "
         "(`python scripts/claims_lum.py`): "
         + "; ".join(f"{s}: {fmt(gains[s])}" for s in sizes)
         + f" ({growth['n']}); gain growth {sizes[-1]} − {sizes[0]}: {fmt(growth)}",
