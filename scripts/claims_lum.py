@@ -7,7 +7,8 @@ t-intervals over seeds include test-sampling noise. Per seed:
 - per LUM size ``<dim>x<layers>``: ``pipeline=lum`` (pre-train the LUM with InfoNCE, write its
   features, train the same DCNv2 with them on the same rows).
 
-Pre-training runs **to convergence within a stated cap**: early stopping on validation InfoNCE,
+Pre-training runs **to convergence within a stated cap**: lr ``--pretrain-lr`` (3e-3: at the
+task's 1e-3 no LUM had flattened by 800 steps, see ``SUPERSEDED``), early stopping on validation InfoNCE,
 checked every ``--pretrain-val-every`` steps (patience ``--pretrain-patience`` checks, cap
 ``--pretrain-max-steps`` steps), its curve logged (``logger=csv``) and plotted; the features
 come from the best checkpoint by validation InfoNCE. Both DCNv2 runs stop early on validation
@@ -49,6 +50,13 @@ from scripts.claims_runs import (  # noqa: E402
 )
 
 TITLE = "LUM at three sizes"
+# The study's earlier run (lr 1e-3, cap 800 steps, outputs/claims/lum), superseded by this one.
+SUPERSEDED = (
+    "Superseded: the earlier run of this study (pre-training lr 1e-3, cap 800 steps; "
+    "`python scripts/claims_lum.py --pretrain-lr 1e-3 --pretrain-max-steps 800 --out outputs/claims/lum`) "
+    "left all 9 pre-trainings at the cap, their validation InfoNCE still falling 0.045–0.241 nats over the last 200 steps; it "
+    "measured gains −0.0013 / −0.0040 / −0.0014 (16x1 / 32x2 / 64x4), every interval containing 0."
+)
 
 
 def parse_size(size: str) -> tuple[int, int]:
@@ -91,6 +99,8 @@ def pretrain_overrides(args: argparse.Namespace, size: str) -> list[str]:
         f"data.max_history={args.history}",
         f"data.batch_size={args.pretrain_batch_size}",
         "data.eval_batch_size=2048",
+        f"task.optimizer.lr={args.pretrain_lr}",
+        f"task.sparse_optimizer.lr={args.pretrain_lr}",
         "trainer.max_epochs=1000",  # the step cap ends it
         f"++trainer.max_steps={args.pretrain_max_steps}",
         f"++trainer.val_check_interval={args.pretrain_val_every}",
@@ -311,7 +321,8 @@ def report(args: argparse.Namespace) -> list[str]:
         "(`data.world.seed`). LUM (`pipeline=lum`): the last "
         f"{args.history} events, `model=lum` at the sizes below ({args.heads} heads, token embeddings "
         "dim 16 at every size), InfoNCE (τ 0.07, 256 in-batch + 256 sampled negatives), batch "
-        f"{args.pretrain_batch_size} histories; **early stopping on validation InfoNCE** checked every "
+        f"{args.pretrain_batch_size} histories, lr {args.pretrain_lr:g} (AdamW; sparse Adam for the token "
+        "embeddings; constant); **early stopping on validation InfoNCE** checked every "
         f"{args.pretrain_val_every} steps on {args.pretrain_val_batches} batches of 2048 (patience "
         f"{args.pretrain_patience}, cap {args.pretrain_max_steps} steps), best checkpoint queried. "
         "DCNv2 (`model=dcnv2` defaults, batch 1024) with and without the LUM features on the same rows, "
@@ -380,6 +391,12 @@ def report(args: argparse.Namespace) -> list[str]:
     boot_below = sum(per_seed[x]["growth"][2] < 0 for x in done)
     summary["growth"] = {"mean": g, "low": glo, "high": ghi, "n": len(done), "verdict": verdict}
     summary["monotone_means"] = monotone
+    summary["pretrain"] = {
+        "runs": sum(len(p) for p in pre.values()),
+        "capped": sum(r["capped"] for p in pre.values() for r in p),
+        "lr": args.pretrain_lr,
+        "max_steps": args.pretrain_max_steps,
+    }
     write_json_atomic(args.out / "summary.json", summary)
     _plot(pre, args)
     lines += [
@@ -432,11 +449,14 @@ def reading(
         f"- The world's history is worth {hist:+.4f} oracle AUC from its last {args.history} events (the "
         "oracle columns: the planted history term, which no model reads except through the history). A "
         "DCNv2 with the user id can learn part of it, and of the user's interests, from the user's earlier rows.",
-        f"- Pre-training: {capped} of {runs} LUMs ran to the {args.pretrain_max_steps}-step cap (the "
-        "figure and the last-gain column show how far from flat their curves were); mean best validation "
-        f"InfoNCE per size: {info}; the largest LUM's is below the smallest's in {better} of {len(done)} "
-        f"seeds. This is the gain at an equal pre-training step budget on {args.users:,} day-0 users' histories, far "
-        "below the paper's scale; the feature columns DCNv2 reads also grow with the size (the table above).",
+        f"- Pre-training: {runs - capped} of {runs} LUMs stopped early (no validation check bettered the "
+        f"best by {args.pretrain_min_delta:g} nats for {args.pretrain_patience} checks in a row), {capped} ran to the "
+        f"{args.pretrain_max_steps}-step cap (the figure and the last-gain column show how flat their "
+        f"curves were); mean best validation InfoNCE per size: {info}; the largest LUM's is below the "
+        f"smallest's in {better} of {len(done)} seeds. This is the gain on {args.users:,} day-0 users' "
+        "histories, far below the paper's scale; the feature columns DCNv2 reads also grow with the size "
+        "(the table above).",
+        f"- {SUPERSEDED}",
     ]
 
 
@@ -483,7 +503,10 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--history", type=int, default=16)
     ap.add_argument("--pretrain-batch-size", type=int, default=256)
-    ap.add_argument("--pretrain-max-steps", type=int, default=800)
+    ap.add_argument(
+        "--pretrain-lr", type=float, default=3e-3, help="pre-training lr (dense AdamW and sparse Adam)"
+    )
+    ap.add_argument("--pretrain-max-steps", type=int, default=1600)
     ap.add_argument("--pretrain-val-every", type=int, default=100)
     ap.add_argument("--pretrain-val-batches", type=int, default=2)
     ap.add_argument("--pretrain-patience", type=int, default=2)
@@ -495,7 +518,7 @@ def main() -> None:
     )
     ap.add_argument("--max-epochs", type=int, default=8)
     ap.add_argument("--resamples", type=int, default=200)
-    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "claims" / "lum")
+    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "claims" / "lum_plateau")
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
     args.out = args.out.resolve()  # run configs record absolute paths: keep them valid if a link moves

@@ -355,7 +355,7 @@ def _conv_ocarm(out: Path) -> tuple[str, str] | None:
 
 
 def _conv_lum(out: Path) -> tuple[str, str] | None:
-    f = out / "lum" / "summary.json"
+    f = out / "lum_plateau" / "summary.json"  # supersedes lum/ (pre-training capped at 800 steps)
     if not f.is_file():
         return None
     r = json.loads(f.read_text())
@@ -367,8 +367,15 @@ def _conv_lum(out: Path) -> tuple[str, str] | None:
 
     shown = [s for s in sizes if gains[s]["low"] > 0]
     against = [s for s in sizes if gains[s]["high"] < 0]
+    pre = r.get("pretrain")
+    stopped = (
+        f"pre-training early-stopped in {pre['runs'] - pre['capped']}/{pre['runs']} runs (lr {pre['lr']:g}, "
+        f"cap {pre['max_steps']} steps), DCNv2 early-stopped"
+        if pre
+        else "DCNv2 early-stopped (pre-training stops not recorded)"
+    )
     return (
-        "ΔAUC LUM + DCNv2 − DCNv2 per LUM size (dim × layers), pre-training and DCNv2 early-stopped "
+        f"ΔAUC LUM + DCNv2 − DCNv2 per LUM size (dim × layers), {stopped} "
         "(`python scripts/claims_lum.py`): "
         + "; ".join(f"{s}: {fmt(gains[s])}" for s in sizes)
         + f" ({growth['n']}); gain growth {sizes[-1]} − {sizes[0]}: {fmt(growth)}",
@@ -603,9 +610,13 @@ def table(
         "baseline there (see its section); AMTL's widths follow the penalty, not "
         "each field's need (on a rank-4 task the same penalty loses 0.04–0.06 AUC); ExFM's gain needs "
         "one pass over the VM's stream (many full-batch epochs erase it) and an FM that beats the VMs; "
-        "LUM's gain needs the InfoNCE pre-training to leave its plateau, and with DCNv2 early-stopped it "
-        "was not measurable at any of the three LUM sizes of its section (the +0.035 of the LUM page "
-        "is against a one-epoch DCNv2). PCF-GNN's storage claim is "
+        "LUM's gain needs the InfoNCE pre-training to leave its plateau, and with the pre-training "
+        "early-stopped in every run and DCNv2 early-stopped it was not measurable at any of the three "
+        "LUM sizes of its section (the +0.035 of the LUM page is against a one-epoch DCNv2); packed "
+        "GRAB gains with the history up to K = 128 on the 400-user world and loses beyond it, where "
+        "the oracle still gains; APG needs per-instance weights the static network cannot learn "
+        "itself, and on a world with per-user weights (a skewed user field) the static twin learns "
+        "most of that term and APG does not beat it. PCF-GNN's storage claim is "
         "contradicted by the embeddings page's own runs (the GNN stores 55.6× more values than the "
         "exact table on synthetic_criteo, 11.7× on synthetic; issue 13): its storage advantage needs "
         "more field pairs and rows than those runs have — the crossover study in "
