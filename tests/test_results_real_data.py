@@ -151,13 +151,38 @@ def test_tuning_picks_the_best_val_auc_and_the_tuned_section(script, tmp_path):
     assert "## Defaults against a tuned run (time split)" in text
     # the winner's own tuning run is the tuned DCNv2 of seed 0: defaults minus tuned is negative here
     assert f"| DCNv2, tuned ({last}) | 1 |" in text
-    assert next(line for line in text.splitlines() if line.startswith("| DCNv2 | -"))
+    assert next(line for line in text.splitlines() if line.startswith(f"| DCNv2 | {last} | -"))
     # an identical finished run in another group counts as done
     assert tuple(
         json.loads((script.run_dir(out, "tabular", "time", "DCNv2", None, 0) / "run.json").read_text())[
             "overrides"
         ]
     ) in script.finished_runs(out)
+
+
+def test_tuned_pick_and_two_tuned_settings_are_compared_apart(script, tmp_path):
+    out = tmp_path / "runs"
+    first, weak = list(script.CANDIDATES)[:2]
+    for seed in (0, 1):
+        fake_run(script, out, "tabular", "DCNv2", "time", None, seed, 0.3)
+    fake_run(script, out, "tuning", f"DCNv2, {first}", "time", None, 0, 0.6)
+    fake_run(script, out, "tuning", f"DCNv2, {weak}", "time", None, 0, 0.05)  # worse than the recipe
+    ns = script.main.__globals__["argparse"].Namespace
+    # --pick runs a setting picked elsewhere (an Optuna study's best trial), even one the recipe beats
+    jobs = script.jobs(ns(groups=["tuned"], out=out, tune_seeds=[0], seeds=[1], models=["dcnv2"], pick=weak))
+    assert jobs == [
+        ("tuned", f"DCNv2, tuned ({weak})", ["model=dcnv2", *script.CANDIDATES[weak]], "time", None, 1)
+    ]
+    with pytest.raises(SystemExit, match="--pick 'nope'"):
+        script.jobs(ns(groups=["tuned"], out=out, tune_seeds=[0], seeds=[1], pick="nope"))
+    fake_run(script, out, "tuned", f"DCNv2, tuned ({first})", "time", None, 1, 0.6)
+    fake_run(script, out, "tuned", f"DCNv2, tuned ({weak})", "time", None, 1, 0.05)
+    text = "\n".join(script.tuned_section(script.load_runs(out), script.Bootstrap(50)))
+    # each setting has its own rows (its seed-0 tuning run joins its seed 1), never pooled
+    assert f"| DCNv2, tuned ({first}) | 2 |" in text
+    assert f"| DCNv2, tuned ({weak}) | 2 |" in text
+    assert next(line for line in text.splitlines() if line.startswith(f"| DCNv2 | {first} | -"))
+    assert next(line for line in text.splitlines() if line.startswith(f"| DCNv2 | {weak} | +"))
 
 
 def write_csv_log(folder: Path, val_logloss: list[float]) -> None:
