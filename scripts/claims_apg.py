@@ -42,6 +42,7 @@ from scripts.claims_runs import (  # noqa: E402
     t_interval,
     test_predictions,
     train,
+    verdict,
     wall_s,
 )
 
@@ -100,16 +101,6 @@ def serving_params(run: Path) -> int:
     cfg = OmegaConf.load(run / "config.yaml")
     model = merge_apg(build_model(cfg, instantiate(cfg.data).schema))
     return int(model.num_params(embedding=False, dense=True))
-
-
-def verdict(low: float, high: float, n: int) -> str:
-    if n < 2:
-        return "one seed: no interval"
-    if low > 0:
-        return "reproduced"
-    if high < 0:
-        return "contradicted"
-    return "not reproduced (interval contains 0)"
 
 
 def study(args: argparse.Namespace, scale: float) -> dict | None:

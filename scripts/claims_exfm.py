@@ -42,7 +42,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
 from scripts.claims_page import write_section  # noqa: E402
-from scripts.claims_runs import EARLY_STOP, command_line, fmt_interval, t_interval  # noqa: E402
+from scripts.claims_runs import EARLY_STOP, command_line, fmt_interval, t_interval, verdict  # noqa: E402
 
 ABLATIONS = {
     "vm_none": "no FM",
@@ -247,12 +247,6 @@ def _cell(r: tuple[float, float | None, float | None]) -> str:
     return f"{r[0]:+.4f} (no per-row predictions kept)" if r[1] is None else fmt_interval(*r)
 
 
-def _verdict(lo: float, hi: float, n: int) -> str:
-    if n < 2:
-        return "one seed: no interval"
-    return "reproduced" if lo > 0 else "contradicted" if hi < 0 else "not reproduced (interval contains 0)"
-
-
 def staleness(args: argparse.Namespace) -> tuple[list[str], dict]:
     """The δ axis: aux head (and aux + adapter) − no FM at each δ, per seed with a paired
     bootstrap over the stream's rows, and over seeds; "no FM" is the δ-independent δ = 1 run."""
@@ -341,7 +335,7 @@ def staleness(args: argparse.Namespace) -> tuple[list[str], dict]:
             if delta != 1 and common
             else None
         )
-        v = _verdict(aux[1], aux[2], len(ss))
+        v = verdict(aux[1], aux[2], len(ss))
         lines.append(
             f"| {delta} | {ss} | {fmt_interval(*fm_gap)} | {fmt_interval(*aux)} | {v} | "
             f"{fmt_interval(*ad)} | {fmt_interval(*ad_aux)} | "

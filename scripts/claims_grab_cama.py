@@ -37,7 +37,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from scripts import claims_grab  # noqa: E402
 from scripts.claims_page import write_section  # noqa: E402
-from scripts.claims_runs import command_line, curve, fmt_interval, t_interval, train, wall_s  # noqa: E402
+from scripts.claims_runs import command_line, curve, fmt_interval, t_interval, train, verdict, wall_s  # noqa: E402
 
 TITLE = "GRAB CamA vs single channel"
 VARIANTS = ("cama", "single")
@@ -88,16 +88,6 @@ def oracles(args: argparse.Namespace, seed: int) -> dict:
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save(out, cache)
     return out
-
-
-def verdict(low: float, high: float, n: int) -> str:
-    if n < 2:
-        return "one seed: no interval"
-    if low > 0:
-        return "reproduced"
-    if high < 0:
-        return "contradicted"
-    return "not reproduced (interval contains 0)"
 
 
 def report(args: argparse.Namespace) -> list[str]:

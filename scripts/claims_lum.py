@@ -46,6 +46,7 @@ from scripts.claims_runs import (  # noqa: E402
     t_interval,
     test_predictions,
     train,
+    verdict,
     wall_s,
 )
 
@@ -265,12 +266,6 @@ def pretrain_summary(pipeline_dir: Path, args: argparse.Namespace) -> dict[str, 
     }
 
 
-def _verdict(lo: float, hi: float, n: int) -> str:
-    if n < 2:
-        return "one seed: no interval"
-    return "reproduced" if lo > 0 else "contradicted" if hi < 0 else "not reproduced (interval contains 0)"
-
-
 def report(args: argparse.Namespace) -> list[str]:
     from recsys_lab.metrics import auc, bootstrap_interval
     from recsys_lab.runners.stage import write_json_atomic
@@ -377,19 +372,19 @@ def report(args: argparse.Namespace) -> list[str]:
     ]
     for s in sizes:
         m, lo, hi = t_interval([per_seed[x]["gain"][s][0] for x in done])
-        v = _verdict(lo, hi, len(done))
+        v = verdict(lo, hi, len(done))
         summary["gain"][s] = {"mean": m, "low": lo, "high": hi, "n": len(done), "verdict": v}  # type: ignore[index]
         above = sum(per_seed[x]["gain"][s][1] > 0 for x in done)
         below = sum(per_seed[x]["gain"][s][2] < 0 for x in done)
         lines.append(f"| {s} | {fmt_interval(m, lo, hi)} | {above} / {below} | {v} |")
     growth = [per_seed[x]["growth"][0] for x in done]
     g, glo, ghi = t_interval(growth)
-    verdict = _verdict(glo, ghi, len(done))
+    growth_verdict = verdict(glo, ghi, len(done))
     means = [statistics.fmean(per_seed[x]["gain"][s][0] for x in done) for s in sizes]
     monotone = all(b > a for a, b in itertools.pairwise(means))
     boot_above = sum(per_seed[x]["growth"][1] > 0 for x in done)
     boot_below = sum(per_seed[x]["growth"][2] < 0 for x in done)
-    summary["growth"] = {"mean": g, "low": glo, "high": ghi, "n": len(done), "verdict": verdict}
+    summary["growth"] = {"mean": g, "low": glo, "high": ghi, "n": len(done), "verdict": growth_verdict}
     summary["monotone_means"] = monotone
     summary["pretrain"] = {
         "runs": sum(len(p) for p in pre.values()),
@@ -402,7 +397,7 @@ def report(args: argparse.Namespace) -> list[str]:
     lines += [
         "",
         f"- **Does the gain grow with the LUM's size?** Gain of the largest ({large}) minus the smallest "
-        f"({small}) LUM, paired by seed: {fmt_interval(g, glo, ghi)} — **{verdict}**. Its paired "
+        f"({small}) LUM, paired by seed: {fmt_interval(g, glo, ghi)} — **{growth_verdict}**. Its paired "
         f"bootstrap over test rows lies above 0 in {boot_above} of {len(done)} seeds and below 0 in "
         f"{boot_below}; the mean gains {'rise' if monotone else 'do not rise'} monotonically over the "
         f"sizes ({', '.join(f'{m:+.4f}' for m in means)}).",

@@ -127,6 +127,17 @@ def t_interval(values: list[float]) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
+def verdict(low: float, high: float, n: int) -> str:
+    """The claims table's verdict on a gain's 95% interval over ``n`` seeds."""
+    if n < 2:
+        return "one seed: no interval"
+    if low > 0:
+        return "reproduced"
+    if high < 0:
+        return "contradicted"
+    return "not reproduced (interval contains 0)"
+
+
 def fmt_interval(m: float, lo: float, hi: float, digits: int = 4) -> str:
     return f"{m:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
 
