@@ -264,7 +264,12 @@ def report(args: argparse.Namespace) -> list[str]:
             "",
             "Reading: GRAB recovers "
             + ", ".join(
-                f"{gn['mean'] / gn['oracle']:.0%} of the oracle's gain at {gn['step'][0]} → {gn['step'][1]}"
+                (
+                    f"{gn['mean'] / gn['oracle']:.0%} of the oracle's gain at {gn['step'][0]} → {gn['step'][1]}"
+                    if gn["mean"] >= 0
+                    else f"a loss of {-gn['mean']:.4f} at {gn['step'][0]} → {gn['step'][1]}, where the oracle "
+                    f"gains {gn['oracle']:+.4f}"
+                )
                 for gn in gains
                 if gn["oracle"] > 0
             )
