@@ -38,6 +38,8 @@ from scripts.claims_runs import (  # noqa: E402
     command_line,
     curve,
     fmt_interval,
+    record_command,
+    recorded_command,
     synthetic_overrides,
     t_interval,
     test_predictions,
@@ -282,7 +284,7 @@ def beside_lines(outs: list[Path]) -> list[str]:
         if not f.is_file():
             continue
         r = json.loads(f.read_text())
-        command = (out / "command.txt").read_text().strip() if (out / "command.txt").is_file() else "?"
+        command = recorded_command(out)
         cells = [
             f"S = {key}: {fmt_interval(x['mean'], x['low'], x['high'])} (95% t, n = {x['n']}) — {x['verdict']}"
             for key, x in r.items()
@@ -317,8 +319,7 @@ def main() -> None:
     args = ap.parse_args()
     args.command = command_line("claims_apg.py")
     if not args.report_only:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "command.txt").write_text(args.command + "\n")
+        record_command(args.out, args.command)
         for scale in args.scales:
             for s in args.seeds:
                 for v in VARIANTS:

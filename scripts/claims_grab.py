@@ -36,7 +36,17 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from scripts.claims_page import write_section  # noqa: E402
-from scripts.claims_runs import EARLY_STOP, command_line, curve, fmt_interval, t_interval, train, wall_s  # noqa: E402
+from scripts.claims_runs import (  # noqa: E402
+    EARLY_STOP,
+    command_line,
+    curve,
+    fmt_interval,
+    record_command,
+    recorded_command,
+    t_interval,
+    train,
+    wall_s,
+)
 
 TITLE = "GRAB history length"
 
@@ -307,9 +317,7 @@ def check_lines(args: argparse.Namespace) -> list[str]:
     from recsys_lab.metrics import auc, bootstrap_interval
 
     out = []
-    command = (
-        (args.check / "command.txt").read_text().strip() if (args.check / "command.txt").is_file() else "?"
-    )
+    command = recorded_command(args.check)
     for d in sorted(args.check.glob("k*/seed*")):
         if not (d / "test_rows.pt").is_file():
             continue
@@ -379,8 +387,7 @@ def main() -> None:
     args = ap.parse_args()
     args.command = command_line("claims_grab.py")
     if not args.report_only:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "command.txt").write_text(args.command + "\n")
+        record_command(args.out, args.command)
         for seed in args.seeds:
             for k in args.ks:
                 d = args.out / f"k{k}" / f"seed{seed}"

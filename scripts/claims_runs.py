@@ -68,6 +68,19 @@ def command_line(script: str) -> str:
     return " ".join(["python", f"scripts/{script}", *kept])
 
 
+def record_command(out: Path, command: str) -> None:
+    """Write a study invocation's command line to ``<out>/command.txt`` (read back by
+    :func:`recorded_command` when another invocation reports it beside its own)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "command.txt").write_text(command + "\n")
+
+
+def recorded_command(out: Path) -> str:
+    """The command line :func:`record_command` wrote for ``out`` (``?`` if none)."""
+    file = out / "command.txt"
+    return file.read_text().strip() if file.is_file() else "?"
+
+
 def train(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
     """Train one run into ``run_dir`` (skipped when its ``metrics.json`` exists; continued from
     ``checkpoints/last.ckpt`` when a previous attempt was interrupted; skipped, returning ``{}``,
